@@ -1,0 +1,15 @@
+//! `portcullis-core` holds the protocol and domain logic of Portcullis: the domain types, the
+//! rules, the storage traits that the `portcullis-store` crate implements, and the `Clock` and
+//! `Rng` that every time- or randomness-dependent decision takes as a parameter. It does no I/O.
+
+pub mod client;
+pub mod clock;
+pub mod error;
+pub mod keys;
+pub mod rng;
+pub mod store;
+pub mod user;
+
+pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};
+pub use error::{ErrorCode, OAuthError};
+pub use rng::{Rng, RngError, SeededRng, SystemRng};

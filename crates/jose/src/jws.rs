@@ -1,0 +1,373 @@
+//! Signing and verifying compact JWS. [`SigningKey`] is one of our own private keys (generated
+//! here, stored encrypted by the caller); [`verify_jwt`] checks a token against a JWK set with an
+//! explicit algorithm allowlist, before any key is touched, so `none`, RS256 and HMAC tokens never
+//! reach a verifier.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use josekit::jwk::Jwk;
+use josekit::jwk::alg::ed::EdCurve;
+use josekit::jws::{self, ES256, EdDSA, JwsHeader, JwsSigner, JwsVerifier, PS256};
+use serde_json::{Map, Value};
+use zeroize::Zeroizing;
+
+use crate::jwk::MIN_RSA_BITS;
+use crate::{JoseError, Jwks, PublicJwk, SigningAlg, jwk_thumbprint_sha256};
+
+/// One of the server's private signing keys. Its `kid` is the RFC 7638 thumbprint of its public
+/// part, so `kid`s are unique by construction (SP 5.4.2).
+pub struct SigningKey {
+    alg: SigningAlg,
+    kid: String,
+    private_jwk: Jwk,
+    signer: Box<dyn JwsSigner>,
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("alg", &self.alg)
+            .field("kid", &self.kid)
+            .field("private_jwk", &"[redacted]")
+            .finish()
+    }
+}
+
+fn internal(e: impl fmt::Display) -> JoseError {
+    JoseError::Internal(e.to_string())
+}
+
+impl SigningKey {
+    /// Generates a new key for `alg`. `rsa_bits` applies to PS256 and must be at least 2048.
+    ///
+    /// # Errors
+    /// [`JoseError::WeakKey`] for too small an RSA size; [`JoseError::Internal`] if OpenSSL fails.
+    pub fn generate(alg: SigningAlg, rsa_bits: u32) -> Result<Self, JoseError> {
+        let private_jwk = match alg {
+            SigningAlg::Ps256 => {
+                if (rsa_bits as usize) < MIN_RSA_BITS {
+                    return Err(JoseError::WeakKey(format!(
+                        "RSA keys need at least {MIN_RSA_BITS} bits, not {rsa_bits}"
+                    )));
+                }
+                PS256
+                    .generate_key_pair(rsa_bits)
+                    .map_err(internal)?
+                    .to_jwk_key_pair()
+            }
+            SigningAlg::Es256 => ES256
+                .generate_key_pair()
+                .map_err(internal)?
+                .to_jwk_key_pair(),
+            SigningAlg::EdDsa => EdDSA
+                .generate_key_pair(EdCurve::Ed25519)
+                .map_err(internal)?
+                .to_jwk_key_pair(),
+        };
+        Self::from_private_jwk(alg, private_jwk)
+    }
+
+    /// Loads a key from its private JWK, as [`SigningKey::private_jwk_json`] wrote it.
+    ///
+    /// # Errors
+    /// [`JoseError::InvalidKey`] when the JSON is not a private key for `alg`, or
+    /// [`JoseError::WeakKey`] when it is too weak.
+    pub fn from_private_jwk_json(alg: SigningAlg, json: &[u8]) -> Result<Self, JoseError> {
+        let jwk = Jwk::from_bytes(json).map_err(|e| JoseError::InvalidKey(e.to_string()))?;
+        Self::from_private_jwk(alg, jwk)
+    }
+
+    fn from_private_jwk(alg: SigningAlg, mut private_jwk: Jwk) -> Result<Self, JoseError> {
+        let public = public_members(&private_jwk);
+        PublicJwk::parse(public.clone())?.check_strength(alg)?;
+        let kid = jwk_thumbprint_sha256(&public)?;
+        private_jwk.set_key_id(kid.clone());
+        private_jwk.set_algorithm(alg.as_str());
+        private_jwk.set_key_use("sig");
+        let signer: Box<dyn JwsSigner> = match alg {
+            SigningAlg::Ps256 => Box::new(PS256.signer_from_jwk(&private_jwk).map_err(invalid)?),
+            SigningAlg::Es256 => Box::new(ES256.signer_from_jwk(&private_jwk).map_err(invalid)?),
+            SigningAlg::EdDsa => Box::new(EdDSA.signer_from_jwk(&private_jwk).map_err(invalid)?),
+        };
+        Ok(Self {
+            alg,
+            kid,
+            private_jwk,
+            signer,
+        })
+    }
+
+    /// The algorithm this key signs with.
+    #[must_use]
+    pub fn alg(&self) -> SigningAlg {
+        self.alg
+    }
+
+    /// The key id: the RFC 7638 thumbprint of the public key.
+    #[must_use]
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The private JWK as JSON, for the caller to encrypt and store. Zeroed when dropped.
+    ///
+    /// # Errors
+    /// [`JoseError::Internal`] if serialisation fails.
+    pub fn private_jwk_json(&self) -> Result<Zeroizing<Vec<u8>>, JoseError> {
+        serde_json::to_vec(self.private_jwk.as_ref())
+            .map(Zeroizing::new)
+            .map_err(internal)
+    }
+
+    /// The public JWK with `kid`, `alg` and `use`, as `/jwks` publishes it.
+    ///
+    /// # Errors
+    /// Never in practice: the public part was checked when the key was loaded.
+    pub fn public_jwk(&self) -> Result<PublicJwk, JoseError> {
+        let mut members = public_members(&self.private_jwk);
+        members.insert("kid".into(), self.kid.clone().into());
+        members.insert("alg".into(), self.alg.as_str().into());
+        members.insert("use".into(), "sig".into());
+        PublicJwk::parse(members)
+    }
+
+    /// Signs `claims` as a compact JWS with this key's `kid` and the given `typ`.
+    ///
+    /// # Errors
+    /// [`JoseError::Internal`] if serialisation or signing fails.
+    pub fn sign_jwt(&self, typ: &str, claims: &Map<String, Value>) -> Result<String, JoseError> {
+        let mut header = JwsHeader::new();
+        header.set_token_type(typ);
+        header.set_key_id(self.kid.clone());
+        let payload = serde_json::to_vec(claims).map_err(internal)?;
+        jws::serialize_compact(&payload, &header, self.signer.as_ref()).map_err(internal)
+    }
+}
+
+fn invalid(e: impl fmt::Display) -> JoseError {
+    JoseError::InvalidKey(e.to_string())
+}
+
+/// The members of a JWK that a public key may carry: everything but the private ones.
+fn public_members(jwk: &Jwk) -> Map<String, Value> {
+    let mut members = jwk.as_ref().clone();
+    for name in ["d", "p", "q", "dp", "dq", "qi", "oth", "k"] {
+        members.remove(name);
+    }
+    members
+}
+
+/// A JWS whose signature verified, with its protected header and JSON payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedJwt {
+    /// The algorithm it was signed with.
+    pub alg: SigningAlg,
+    /// The protected header.
+    pub header: Map<String, Value>,
+    /// The payload's claims.
+    pub claims: Map<String, Value>,
+}
+
+/// Reads the protected header of a compact JWS without verifying anything.
+///
+/// # Errors
+/// [`JoseError::Malformed`] when the token is not three base64url parts with a JSON header.
+pub fn decode_unverified_header(token: &str) -> Result<Map<String, Value>, JoseError> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(JoseError::Malformed("a compact JWS has three parts".into()));
+    };
+    let bytes = URL_SAFE_NO_PAD
+        .decode(header)
+        .map_err(|_| JoseError::Malformed("header is not base64url".into()))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|_| JoseError::Malformed("header is not a JSON object".into()))
+}
+
+/// Verifies a compact JWS against `jwks`, accepting only the algorithms in `allowed`.
+///
+/// The header's `alg` is checked against the allowlist first; keys are then chosen by `kid` and
+/// `kty`/`alg`/`use`/`crv` (SP 5.4.3), each checked for strength (SP 5.4.1-2/3), and the signature
+/// must verify with one of them. Claims such as `exp` are the caller's to check.
+///
+/// # Errors
+/// [`JoseError::UnsupportedAlgorithm`], [`JoseError::Malformed`], [`JoseError::KeyNotFound`],
+/// [`JoseError::WeakKey`] or [`JoseError::BadSignature`].
+pub fn verify_jwt(
+    token: &str,
+    jwks: &Jwks,
+    allowed: &[SigningAlg],
+) -> Result<VerifiedJwt, JoseError> {
+    let header = decode_unverified_header(token)?;
+    let alg_name = header.get("alg").and_then(Value::as_str).unwrap_or("none");
+    let alg = SigningAlg::parse(alg_name)?;
+    if !allowed.contains(&alg) {
+        return Err(JoseError::UnsupportedAlgorithm(alg_name.to_owned()));
+    }
+    let kid = header.get("kid").and_then(Value::as_str);
+    let candidates = jwks.candidates(kid, alg);
+    if candidates.is_empty() {
+        return Err(JoseError::KeyNotFound(format!(
+            "no {alg} key{} in the key set",
+            kid.map(|k| format!(" with kid {k:?}")).unwrap_or_default()
+        )));
+    }
+    let mut last_error = JoseError::BadSignature;
+    for key in candidates {
+        if let Err(e) = key.check_strength(alg) {
+            last_error = e;
+            continue;
+        }
+        let verifier = match verifier_for(alg, key) {
+            Ok(v) => v,
+            Err(e) => {
+                last_error = e;
+                continue;
+            }
+        };
+        if let Ok((payload, _)) = jws::deserialize_compact(token, verifier.as_ref()) {
+            let claims = serde_json::from_slice(&payload)
+                .map_err(|_| JoseError::Malformed("payload is not a JSON object".into()))?;
+            return Ok(VerifiedJwt {
+                alg,
+                header,
+                claims,
+            });
+        }
+    }
+    Err(last_error)
+}
+
+fn verifier_for(alg: SigningAlg, key: &PublicJwk) -> Result<Box<dyn JwsVerifier>, JoseError> {
+    let mut members = key.members().clone();
+    // josekit refuses a key whose `alg` differs from the verifier's; `suits` already checked it.
+    members.remove("alg");
+    let jwk = Jwk::from_map(members).map_err(invalid)?;
+    Ok(match alg {
+        SigningAlg::Ps256 => Box::new(PS256.verifier_from_jwk(&jwk).map_err(invalid)?),
+        SigningAlg::Es256 => Box::new(ES256.verifier_from_jwk(&jwk).map_err(invalid)?),
+        SigningAlg::EdDsa => Box::new(EdDSA.verifier_from_jwk(&jwk).map_err(invalid)?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims() -> Map<String, Value> {
+        serde_json::from_str(r#"{"iss":"https://as.example","sub":"alice","exp":4102444800}"#)
+            .unwrap()
+    }
+
+    #[test]
+    fn signs_and_verifies_with_every_allowed_algorithm_and_survives_a_private_jwk_round_trip() {
+        for alg in SigningAlg::ALL {
+            let key = SigningKey::generate(alg, 2048).unwrap();
+            let reloaded =
+                SigningKey::from_private_jwk_json(alg, &key.private_jwk_json().unwrap()).unwrap();
+            assert_eq!(reloaded.kid(), key.kid());
+            let token = reloaded.sign_jwt("JWT", &claims()).unwrap();
+            let jwks = Jwks {
+                keys: vec![key.public_jwk().unwrap()],
+            };
+            let verified = verify_jwt(&token, &jwks, &SigningAlg::ALL).unwrap();
+            assert_eq!(verified.alg, alg);
+            assert_eq!(verified.claims, claims());
+            assert_eq!(verified.header["kid"], key.kid());
+            assert!(key.public_jwk().unwrap().members().get("d").is_none());
+            assert_eq!(key.public_jwk().unwrap().thumbprint().unwrap(), key.kid());
+        }
+    }
+
+    /// Our signatures checked by an independent JOSE implementation, so that a bug in ours cannot
+    /// verify itself (DESIGN.md, JOSE).
+    #[test]
+    fn signatures_verify_with_jsonwebtoken() {
+        for (alg, theirs) in [
+            (SigningAlg::Ps256, jsonwebtoken::Algorithm::PS256),
+            (SigningAlg::Es256, jsonwebtoken::Algorithm::ES256),
+            (SigningAlg::EdDsa, jsonwebtoken::Algorithm::EdDSA),
+        ] {
+            let key = SigningKey::generate(alg, 2048).unwrap();
+            let token = key.sign_jwt("JWT", &claims()).unwrap();
+            let jwk: jsonwebtoken::jwk::Jwk =
+                serde_json::from_value(Value::Object(key.public_jwk().unwrap().into())).unwrap();
+            let decoding = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
+            let mut validation = jsonwebtoken::Validation::new(theirs);
+            validation.validate_aud = false;
+            let data = jsonwebtoken::decode::<Value>(&token, &decoding, &validation).unwrap();
+            assert_eq!(data.claims["sub"], "alice");
+        }
+    }
+
+    #[test]
+    fn verify_refuses_alg_none_and_algorithms_outside_the_allowlist() {
+        let key = SigningKey::generate(SigningAlg::Es256, 2048).unwrap();
+        let jwks = Jwks {
+            keys: vec![key.public_jwk().unwrap()],
+        };
+        let none = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#),
+            URL_SAFE_NO_PAD.encode(br#"{"sub":"x"}"#)
+        );
+        assert_eq!(
+            verify_jwt(&none, &jwks, &SigningAlg::ALL),
+            Err(JoseError::UnsupportedAlgorithm("none".into()))
+        );
+        let token = key.sign_jwt("JWT", &claims()).unwrap();
+        assert_eq!(
+            verify_jwt(&token, &jwks, &[SigningAlg::Ps256]),
+            Err(JoseError::UnsupportedAlgorithm("ES256".into()))
+        );
+    }
+
+    #[test]
+    fn verify_refuses_a_tampered_payload_and_an_unknown_kid() {
+        let key = SigningKey::generate(SigningAlg::EdDsa, 2048).unwrap();
+        let jwks = Jwks {
+            keys: vec![key.public_jwk().unwrap()],
+        };
+        let token = key.sign_jwt("JWT", &claims()).unwrap();
+        let mut parts: Vec<&str> = token.split('.').collect();
+        let forged = URL_SAFE_NO_PAD.encode(br#"{"sub":"mallory"}"#);
+        parts[1] = &forged;
+        assert_eq!(
+            verify_jwt(&parts.join("."), &jwks, &SigningAlg::ALL),
+            Err(JoseError::BadSignature)
+        );
+
+        let other = SigningKey::generate(SigningAlg::EdDsa, 2048).unwrap();
+        let token = other.sign_jwt("JWT", &claims()).unwrap();
+        assert!(matches!(
+            verify_jwt(&token, &jwks, &SigningAlg::ALL),
+            Err(JoseError::KeyNotFound(_))
+        ));
+    }
+
+    #[test]
+    fn refuses_to_generate_small_rsa_keys() {
+        assert!(matches!(
+            SigningKey::generate(SigningAlg::Ps256, 1024),
+            Err(JoseError::WeakKey(_))
+        ));
+    }
+
+    #[test]
+    fn debug_output_redacts_the_private_key() {
+        let key = SigningKey::generate(SigningAlg::Es256, 2048).unwrap();
+        let d = key
+            .private_jwk
+            .parameter("d")
+            .and_then(Value::as_str)
+            .unwrap()
+            .to_owned();
+        let printed = format!("{key:?}");
+        assert!(!printed.contains(&d));
+        assert!(printed.contains("redacted"));
+    }
+}

@@ -1,0 +1,16 @@
+//! `portcullis-jose` is the only crate that touches josekit. It narrows JOSE down to what FAPI 2.0
+//! allows: the signing algorithms PS256, ES256 and EdDSA (FAPI2 SP 5.4.1), RSA keys of at least
+//! 2048 bits and EC keys on the curve their algorithm names (SP 5.4.1-2/3), key selection by `kid`
+//! and then `kty`/`alg`/`use`/`crv` (SP 5.4.3), and RFC 7638 thumbprints, which josekit lacks.
+
+mod alg;
+mod error;
+mod jwk;
+mod jws;
+mod thumbprint;
+
+pub use alg::SigningAlg;
+pub use error::JoseError;
+pub use jwk::{Jwks, PublicJwk};
+pub use jws::{SigningKey, VerifiedJwt, decode_unverified_header, verify_jwt};
+pub use thumbprint::{jwk_thumbprint_sha256, x5t_sha256};
