@@ -1,0 +1,48 @@
+//! Conversions from stored column values into domain types, shared by both backends. A value the
+//! domain refuses means the row was written by something other than this code: it is reported as
+//! corrupt rather than silently accepted.
+
+use portcullis_core::client::{ClientId, ClientProfile};
+use portcullis_core::store::StoreError;
+use portcullis_core::user::Username;
+use portcullis_jose::{PublicJwk, SigningAlg};
+use serde_json::{Map, Value};
+
+use crate::error::corrupt;
+
+pub(crate) fn alg(value: &str) -> Result<SigningAlg, StoreError> {
+    SigningAlg::parse(value).map_err(|e| corrupt("signing_keys.alg", e))
+}
+
+pub(crate) fn public_jwk(value: Value) -> Result<PublicJwk, StoreError> {
+    match value {
+        Value::Object(members) => {
+            PublicJwk::parse(members).map_err(|e| corrupt("signing_keys.public_jwk", e))
+        }
+        _ => Err(corrupt("signing_keys.public_jwk", "not a JSON object")),
+    }
+}
+
+pub(crate) fn client_id(value: String) -> Result<ClientId, StoreError> {
+    ClientId::parse(value).map_err(|e| corrupt("clients.client_id", e))
+}
+
+pub(crate) fn profile(value: &str) -> Result<ClientProfile, StoreError> {
+    ClientProfile::parse(value).ok_or_else(|| corrupt("clients.profile", value))
+}
+
+pub(crate) fn metadata(value: Value) -> Result<Map<String, Value>, StoreError> {
+    match value {
+        Value::Object(members) => Ok(members),
+        _ => Err(corrupt("clients.metadata", "not a JSON object")),
+    }
+}
+
+pub(crate) fn username(value: &str) -> Result<Username, StoreError> {
+    Username::parse(value).map_err(|e| corrupt("users.username", e))
+}
+
+/// The page size bound every list query applies.
+pub(crate) fn page_limit(limit: u32) -> i64 {
+    i64::from(limit.clamp(1, 1000))
+}

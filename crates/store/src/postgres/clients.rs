@@ -1,0 +1,106 @@
+//! The client registry on PostgreSQL.
+
+use portcullis_core::client::{Client, ClientId};
+use portcullis_core::store::{ClientStore, StoreError};
+use sqlx::PgPool;
+use sqlx::types::Json;
+use time::OffsetDateTime;
+
+use crate::convert;
+use crate::error::{from_sqlx, one_row};
+
+#[derive(Debug, Clone)]
+pub(crate) struct PgClients(pub(crate) PgPool);
+
+#[derive(sqlx::FromRow)]
+struct ClientRow {
+    client_id: String,
+    profile: String,
+    metadata: Json<serde_json::Value>,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+}
+
+impl TryFrom<ClientRow> for Client {
+    type Error = StoreError;
+    fn try_from(row: ClientRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            client_id: convert::client_id(row.client_id)?,
+            profile: convert::profile(&row.profile)?,
+            metadata: convert::metadata(row.metadata.0)?,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl ClientStore for PgClients {
+    async fn add(&self, client: &Client) -> Result<(), StoreError> {
+        sqlx::query(
+            r#"INSERT INTO clients (client_id, profile, metadata, created_at, updated_at)
+               VALUES ($1, $2, $3, $4, $5)"#,
+        )
+        .bind(client.client_id.as_str())
+        .bind(client.profile.as_str())
+        .bind(Json(&client.metadata))
+        .bind(client.created_at)
+        .bind(client.updated_at)
+        .execute(&self.0)
+        .await
+        .map(drop)
+        .map_err(from_sqlx)
+    }
+
+    async fn find_by_id(&self, client_id: &ClientId) -> Result<Client, StoreError> {
+        sqlx::query_as::<_, ClientRow>(
+            r#"SELECT client_id, profile, metadata, created_at, updated_at
+               FROM clients WHERE client_id = $1"#,
+        )
+        .bind(client_id.as_str())
+        .fetch_one(&self.0)
+        .await
+        .map_err(from_sqlx)?
+        .try_into()
+    }
+
+    async fn list(&self, after: Option<&ClientId>, limit: u32) -> Result<Vec<Client>, StoreError> {
+        sqlx::query_as::<_, ClientRow>(
+            r#"SELECT client_id, profile, metadata, created_at, updated_at
+               FROM clients WHERE $1::TEXT IS NULL OR client_id > $1
+               ORDER BY client_id LIMIT $2"#,
+        )
+        .bind(after.map(ClientId::as_str))
+        .bind(convert::page_limit(limit))
+        .fetch_all(&self.0)
+        .await
+        .map_err(from_sqlx)?
+        .into_iter()
+        .map(Client::try_from)
+        .collect()
+    }
+
+    async fn update(&self, client: &Client) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            r#"UPDATE clients SET profile = $2, metadata = $3, updated_at = $4
+               WHERE client_id = $1"#,
+        )
+        .bind(client.client_id.as_str())
+        .bind(client.profile.as_str())
+        .bind(Json(&client.metadata))
+        .bind(client.updated_at)
+        .execute(&self.0)
+        .await
+        .map_err(from_sqlx)?;
+        one_row(done.rows_affected())
+    }
+
+    async fn remove(&self, client_id: &ClientId) -> Result<(), StoreError> {
+        let done = sqlx::query("DELETE FROM clients WHERE client_id = $1")
+            .bind(client_id.as_str())
+            .execute(&self.0)
+            .await
+            .map_err(from_sqlx)?;
+        one_row(done.rows_affected())
+    }
+}

@@ -1,0 +1,93 @@
+//! The PostgreSQL store: production, and several replicas on one database.
+
+mod clients;
+mod keys;
+mod users;
+
+use portcullis_core::store::{Backend, ClientStore, SigningKeyStore, Store, StoreError, UserStore};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+use crate::error::from_sqlx;
+use crate::{ConnectError, PoolOptions};
+
+/// The migrations of `migrations/postgres`, compiled in.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// A store on a PostgreSQL pool.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    keys: keys::PgSigningKeys,
+    clients: clients::PgClients,
+    users: users::PgUsers,
+}
+
+impl PgStore {
+    /// Connects a pool to `url`.
+    ///
+    /// # Errors
+    /// [`ConnectError`] if the URL is bad or the server unreachable.
+    pub async fn connect(url: &str, options: &PoolOptions) -> Result<Self, ConnectError> {
+        use std::str::FromStr as _;
+        let connect = sqlx::postgres::PgConnectOptions::from_str(url)
+            .map_err(|e| ConnectError::BadUrl(e.to_string()))?
+            .application_name("portcullis");
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(ConnectError::Unreachable)?;
+        Ok(Self::from_pool(pool))
+    }
+
+    /// Wraps an existing pool.
+    #[must_use]
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self {
+            keys: keys::PgSigningKeys(pool.clone()),
+            clients: clients::PgClients(pool.clone()),
+            users: users::PgUsers(pool.clone()),
+            pool,
+        }
+    }
+
+    /// Applies pending migrations.
+    ///
+    /// # Errors
+    /// [`ConnectError::Migration`] if one fails.
+    pub async fn migrate(&self) -> Result<(), ConnectError> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(ConnectError::Migration)
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(from_sqlx)
+    }
+
+    fn signing_keys(&self) -> &dyn SigningKeyStore {
+        &self.keys
+    }
+
+    fn clients(&self) -> &dyn ClientStore {
+        &self.clients
+    }
+
+    fn users(&self) -> &dyn UserStore {
+        &self.users
+    }
+}

@@ -1,0 +1,269 @@
+//! The storage conformance suite: every test body runs against PostgreSQL and SQLite, through the
+//! `Store` trait only, so both backends keep the same contract.
+
+use std::sync::Arc;
+
+use portcullis_core::client::{Client, ClientId, ClientProfile};
+use portcullis_core::keys::{KeyEncryptionKey, StoredSigningKey};
+use portcullis_core::store::{Store, StoreError};
+use portcullis_core::user::{PasswordHash, User, Username};
+use portcullis_core::{Rng as _, SeededRng};
+use portcullis_jose::SigningAlg;
+use portcullis_store::PoolOptions;
+use portcullis_testkit::db::{Backend, TestDatabase};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+/// Whole seconds, which both backends store exactly.
+fn at(seconds: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_800_000_000 + seconds).unwrap()
+}
+
+async fn open(backend: Backend) -> (TestDatabase, Arc<dyn Store>) {
+    let db = TestDatabase::new(backend).await;
+    let store = portcullis_store::connect_and_migrate(db.url(), &PoolOptions::default())
+        .await
+        .unwrap();
+    (db, store)
+}
+
+fn client(id: &str, profile: ClientProfile) -> Client {
+    Client {
+        client_id: ClientId::parse(id).unwrap(),
+        profile,
+        metadata:
+            serde_json::json!({"redirect_uris": ["https://tpp.example/cb"], "client_name": id})
+                .as_object()
+                .unwrap()
+                .clone(),
+        created_at: at(0),
+        updated_at: at(0),
+    }
+}
+
+fn user(name: &str) -> User {
+    User {
+        id: Uuid::new_v4(),
+        username: Username::parse(name).unwrap(),
+        password_hash: PasswordHash::from_phc(format!("$argon2id$v=19$m=19456,t=2,p=1${name}")),
+        created_at: at(5),
+        disabled_at: None,
+    }
+}
+
+mod suite {
+    use super::*;
+
+    pub async fn signing_keys_round_trip_in_activation_order(store: Arc<dyn Store>) {
+        let rng = SeededRng::new(11);
+        let kek = KeyEncryptionKey::generate(&rng).unwrap();
+        let (later, _) =
+            StoredSigningKey::generate(SigningAlg::Es256, 2048, &kek, &rng, at(0), at(300))
+                .unwrap();
+        let (first, _) =
+            StoredSigningKey::generate(SigningAlg::EdDsa, 2048, &kek, &rng, at(0), at(0)).unwrap();
+        store.signing_keys().add(&later).await.unwrap();
+        store.signing_keys().add(&first).await.unwrap();
+
+        let listed = store.signing_keys().list().await.unwrap();
+        assert_eq!(listed, vec![first.clone(), later.clone()]);
+        // The private key survives storage and still opens under the KEK.
+        assert_eq!(listed[1].open(&kek).unwrap().kid(), later.kid);
+    }
+
+    pub async fn signing_key_kids_are_unique(store: Arc<dyn Store>) {
+        let rng = SeededRng::new(12);
+        let kek = KeyEncryptionKey::generate(&rng).unwrap();
+        let (key, _) =
+            StoredSigningKey::generate(SigningAlg::Es256, 2048, &kek, &rng, at(0), at(0)).unwrap();
+        store.signing_keys().add(&key).await.unwrap();
+        let mut again = key.clone();
+        again.activates_at = at(10);
+        assert!(matches!(
+            store.signing_keys().add(&again).await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(
+            store.signing_keys().list().await.unwrap(),
+            vec![key.clone()]
+        );
+
+        store.signing_keys().remove(&key.kid).await.unwrap();
+        assert!(matches!(
+            store.signing_keys().remove(&key.kid).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(store.signing_keys().list().await.unwrap().is_empty());
+    }
+
+    pub async fn clients_add_find_update_remove(store: Arc<dyn Store>) {
+        let clients = store.clients();
+        let mut c = client("tpp-1", ClientProfile::Fapi2);
+        clients.add(&c).await.unwrap();
+        assert_eq!(clients.find_by_id(&c.client_id).await.unwrap(), c);
+        assert!(matches!(
+            clients.add(&c).await,
+            Err(StoreError::Conflict(_))
+        ));
+
+        c.profile = ClientProfile::Fapi2MessageSigning;
+        c.metadata.insert("client_name".into(), "Renamed".into());
+        c.updated_at = at(60);
+        clients.update(&c).await.unwrap();
+        assert_eq!(clients.find_by_id(&c.client_id).await.unwrap(), c);
+
+        clients.remove(&c.client_id).await.unwrap();
+        assert!(matches!(
+            clients.find_by_id(&c.client_id).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            clients.update(&c).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            clients.remove(&c.client_id).await,
+            Err(StoreError::NotFound)
+        ));
+    }
+
+    pub async fn clients_list_pages_in_id_order(store: Arc<dyn Store>) {
+        for id in ["c", "a", "d", "b"] {
+            store
+                .clients()
+                .add(&client(id, ClientProfile::Oauth))
+                .await
+                .unwrap();
+        }
+        let ids = |v: Vec<Client>| {
+            v.into_iter()
+                .map(|c| c.client_id.to_string())
+                .collect::<Vec<_>>()
+        };
+        let first = store.clients().list(None, 3).await.unwrap();
+        assert_eq!(ids(first), ["a", "b", "c"]);
+        let rest = store
+            .clients()
+            .list(Some(&ClientId::parse("c").unwrap()), 3)
+            .await
+            .unwrap();
+        assert_eq!(ids(rest), ["d"]);
+    }
+
+    pub async fn users_are_unique_by_username_and_found_by_id_or_name(store: Arc<dyn Store>) {
+        let users = store.users();
+        let alice = user("alice");
+        users.add(&alice).await.unwrap();
+        assert_eq!(users.find_by_id(alice.id).await.unwrap(), alice);
+        assert_eq!(
+            users
+                .find_by_username(&Username::parse("ALICE").unwrap())
+                .await
+                .unwrap(),
+            alice
+        );
+
+        let impostor = user("Alice");
+        assert!(matches!(
+            users.add(&impostor).await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(matches!(
+            users.find_by_id(impostor.id).await,
+            Err(StoreError::NotFound)
+        ));
+
+        let mut bob = user("bob");
+        bob.disabled_at = Some(at(9));
+        users.add(&bob).await.unwrap();
+        let listed = users.list(None, 10).await.unwrap();
+        assert_eq!(listed, vec![alice.clone(), bob.clone()]);
+        assert_eq!(
+            users.list(Some(&alice.username), 10).await.unwrap(),
+            vec![bob]
+        );
+    }
+
+    pub async fn ping_answers(store: Arc<dyn Store>) {
+        store.ping().await.unwrap();
+    }
+
+    pub async fn data_survives_reopening(backend: Backend) {
+        let db = TestDatabase::new(backend).await;
+        let rng = SeededRng::new(13);
+        let kek = KeyEncryptionKey::generate(&rng).unwrap();
+        let (key, _) = StoredSigningKey::generate(
+            SigningAlg::Ps256,
+            2048,
+            &kek,
+            &rng,
+            at(0),
+            at(0) + Duration::minutes(5),
+        )
+        .unwrap();
+        {
+            let store = portcullis_store::connect_and_migrate(db.url(), &PoolOptions::default())
+                .await
+                .unwrap();
+            store.signing_keys().add(&key).await.unwrap();
+            store
+                .clients()
+                .add(&client("kept", ClientProfile::Fapi2))
+                .await
+                .unwrap();
+        }
+        // Migrating again is a no-op and the rows are still there.
+        let store = portcullis_store::connect_and_migrate(db.url(), &PoolOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(store.signing_keys().list().await.unwrap(), vec![key]);
+        assert!(
+            store
+                .clients()
+                .find_by_id(&ClientId::parse("kept").unwrap())
+                .await
+                .is_ok()
+        );
+        assert!(!rng.token(16).unwrap().is_empty());
+    }
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (_db, store) = super::open(super::Backend::Postgres).await;
+                    super::suite::$name(store).await;
+                }
+            )*
+            #[tokio::test]
+            async fn data_survives_reopening() {
+                super::suite::data_survives_reopening(super::Backend::Postgres).await;
+            }
+        }
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (_db, store) = super::open(super::Backend::Sqlite).await;
+                    super::suite::$name(store).await;
+                }
+            )*
+            #[tokio::test]
+            async fn data_survives_reopening() {
+                super::suite::data_survives_reopening(super::Backend::Sqlite).await;
+            }
+        }
+    };
+}
+
+conformance!(
+    signing_keys_round_trip_in_activation_order,
+    signing_key_kids_are_unique,
+    clients_add_find_update_remove,
+    clients_list_pages_in_id_order,
+    users_are_unique_by_username_and_found_by_id_or_name,
+    ping_answers,
+);
