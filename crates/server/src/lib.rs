@@ -1,1 +1,13 @@
-//! placeholder
+//! `portcullis-server`: the axum HTTP front end of Portcullis, its TLS and mTLS listeners,
+//! configuration, the signing-key service and the `portcullis` command line.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod fs;
+pub mod keys;
+pub mod metrics;
+pub mod routes;
+pub mod serve;
+pub mod telemetry;
+pub mod tls;

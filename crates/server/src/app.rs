@@ -1,0 +1,131 @@
+//! The application state every handler shares, and the router of the two TLS listeners with its
+//! middleware: request ids, sensitive-header marking, tracing, metrics, body and time limits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use http::{HeaderName, Request, StatusCode, header};
+use portcullis_core::Clock;
+use portcullis_core::store::Store;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+use crate::keys::KeyService;
+use crate::metrics::Metrics;
+use crate::routes;
+
+/// The public base URLs of this deployment.
+#[derive(Debug, Clone)]
+pub struct Urls {
+    /// The issuer identifier, exactly as configured or derived; endpoints hang off it.
+    pub issuer: String,
+    /// The base URL of the mTLS listener (RFC 8705 §5 aliases hang off it).
+    pub mtls_base: String,
+}
+
+impl Urls {
+    /// An endpoint on the main listener.
+    #[must_use]
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+
+    /// An endpoint on the mTLS listener.
+    #[must_use]
+    pub fn mtls_endpoint(&self, path: &str) -> String {
+        format!("{}{path}", self.mtls_base)
+    }
+}
+
+/// Everything handlers share. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Configuration as loaded.
+    pub config: Arc<Config>,
+    /// Public URLs.
+    pub urls: Arc<Urls>,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Signing keys.
+    pub keys: Arc<KeyService>,
+    /// The clock every time-dependent decision reads.
+    pub clock: Arc<dyn Clock>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The test-only clock control.
+    #[cfg(feature = "test-hooks")]
+    pub test_clock: Arc<portcullis_core::OffsetClock>,
+}
+
+/// Headers whose values never reach a log (DESIGN.md, Secrets).
+pub const SENSITIVE_HEADERS: [HeaderName; 5] = [
+    header::AUTHORIZATION,
+    header::COOKIE,
+    header::SET_COOKIE,
+    HeaderName::from_static("dpop"),
+    HeaderName::from_static("client-cert"),
+];
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The router of both TLS listeners.
+pub fn router(state: AppState) -> Router {
+    let limits = &state.config.limits;
+    let timeout = Duration::from_secs(limits.request_timeout_secs);
+    let body_limit = limits.max_body_bytes;
+    let metrics = state.metrics.clone();
+
+    let routes = routes::router();
+    #[cfg(feature = "test-hooks")]
+    let routes = routes.merge(routes::test_hooks::router());
+
+    routes
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::record,
+        ))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetSensitiveRequestHeadersLayer::new(SENSITIVE_HEADERS))
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(make_span)
+                        .on_request(())
+                        .on_response(
+                            |response: &http::Response<_>,
+                             latency: Duration,
+                             _span: &tracing::Span| {
+                                tracing::info!(
+                                    status = response.status().as_u16(),
+                                    latency_ms = latency.as_millis() as u64,
+                                    "request"
+                                );
+                            },
+                        ),
+                )
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    timeout,
+                )),
+        )
+}
+
+/// The request span: method, path (never the query, which can carry codes) and request id.
+fn make_span<B>(request: &Request<B>) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id = %request_id)
+}

@@ -1,0 +1,315 @@
+//! The `portcullis` command line: `serve`, `migrate`, `keys rotate` and `keys list`. Options
+//! given here override the configuration file and the `PORTCULLIS_*` environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use portcullis_core::{Rng, SystemClock, SystemRng};
+use portcullis_jose::SigningAlg;
+use portcullis_store::PoolOptions;
+
+use crate::config::{Config, ConfigError, Overrides};
+use crate::keys;
+use crate::serve::{self, StartError};
+
+/// Portcullis: a FAPI 2.0 authorization server and OpenID Connect provider.
+///
+/// Configuration comes from defaults, then the TOML file given with --config, then PORTCULLIS_*
+/// environment variables (nested keys joined with "__", e.g. PORTCULLIS_LISTEN__MAIN), then these
+/// options.
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server. With no configuration: SQLite and a development CA in ./portcullis-data,
+    /// listening on https://localhost:8443 (mTLS on 8444, metrics on 127.0.0.1:9464).
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit (serve also applies them at start).
+    Migrate(StoreArgs),
+    /// Manage the signing keys.
+    Keys {
+        /// What to do with the keys.
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+/// The key commands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a new key per algorithm. It is published at once and signs only after
+    /// keys.jwks_max_age_secs + keys.refresh_interval_secs; the key it replaces stays published
+    /// for keys.keep_retired_secs. Expired keys are deleted.
+    Rotate(RotateArgs),
+    /// List every key with its algorithm, state (next, active, retired, expired) and dates.
+    List(StoreArgs),
+}
+
+/// Options of every command that opens the store.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory of the embedded default (SQLite database, development CA, development KEK).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database: postgres://user@host/db or sqlite://path. Default: SQLite in the data directory.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+/// Options of `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    /// Store options.
+    pub store: StoreArgs,
+    /// Main listener address; port 0 picks a free port (printed on start).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// mTLS listener address (RFC 8705 mtls_endpoint_aliases); port 0 picks a free port.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub mtls_listen: Option<SocketAddr>,
+    /// Prometheus /metrics listener address; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Issuer identifier: an https URL without path. Default: https://localhost:<port>.
+    #[arg(long, value_name = "URL")]
+    pub issuer: Option<String>,
+}
+
+/// Options of `keys rotate`.
+#[derive(Debug, Clone, Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    /// Store options.
+    pub store: StoreArgs,
+    /// Rotate only this algorithm (PS256, ES256 or EdDSA); repeatable. Default: every configured one.
+    #[arg(long = "alg", value_name = "ALG")]
+    pub algs: Vec<SigningAlg>,
+}
+
+impl StoreArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            ..Overrides::default()
+        }
+    }
+
+    fn load(&self, overrides: &Overrides) -> Result<Config, ConfigError> {
+        Config::load(self.config.as_deref(), overrides)
+    }
+}
+
+/// A command's failure, with the exit code it maps to.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CliError {
+    /// 2 for configuration problems, 1 for everything else.
+    pub exit_code: u8,
+    /// What to print.
+    pub message: String,
+}
+
+impl From<ConfigError> for CliError {
+    fn from(e: ConfigError) -> Self {
+        Self {
+            exit_code: 2,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<StartError> for CliError {
+    fn from(e: StartError) -> Self {
+        Self {
+            exit_code: if e.is_configuration() { 2 } else { 1 },
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Runs a parsed command to completion.
+///
+/// # Errors
+/// [`CliError`] with the message and exit code.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Serve(args) => {
+            let overrides = Overrides {
+                listen: args.listen,
+                mtls_listen: args.mtls_listen,
+                metrics_listen: args.metrics_listen,
+                issuer: args.issuer.clone(),
+                ..args.store.overrides()
+            };
+            let config = args.store.load(&overrides)?;
+            crate::telemetry::init(&config.log);
+            let running = serve::start(config).await?;
+            println!("{}", running.ready_line());
+            if let Some(ca) = &running.ca_file {
+                eprintln!(
+                    "Development CA: {ca}. Try: curl --cacert {ca} {issuer}/.well-known/openid-configuration",
+                    ca = ca.display(),
+                    issuer = running.issuer
+                );
+            }
+            serve::shutdown_signal().await;
+            tracing::info!("shutting down");
+            running.shutdown().await;
+            Ok(())
+        }
+        Command::Migrate(args) => {
+            let config = args.load(&args.overrides())?;
+            crate::telemetry::init(&config.log);
+            let store = open_store(&config).await?;
+            println!("migrations applied ({})", store.backend().as_str());
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::Rotate(args),
+        } => {
+            let config = args.store.load(&args.store.overrides())?;
+            crate::telemetry::init(&config.log);
+            let store = open_store(&config).await?;
+            let rng: Arc<dyn Rng> = Arc::new(SystemRng::new());
+            let kek = Arc::new(keys::load_kek(&config, rng.as_ref()).map_err(StartError::from)?);
+            let algs = if args.algs.is_empty() {
+                config.keys.algorithms.clone()
+            } else {
+                args.algs.clone()
+            };
+            let added = keys::rotate(
+                store.as_ref(),
+                &kek,
+                &rng,
+                &SystemClock,
+                &config.keys,
+                &algs,
+            )
+            .await
+            .map_err(StartError::from)?;
+            for key in added {
+                println!(
+                    "{} {} activates_at={}",
+                    key.kid,
+                    key.alg,
+                    rfc3339(key.activates_at)
+                );
+            }
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::List(args),
+        } => {
+            let config = args.load(&args.overrides())?;
+            crate::telemetry::init(&config.log);
+            let store = open_store(&config).await?;
+            let listing = keys::list(store.as_ref(), &SystemClock, &config.keys)
+                .await
+                .map_err(StartError::from)?;
+            println!(
+                "{:<43}  {:<5}  {:<7}  {:<20}  {:<20}",
+                "KID", "ALG", "STATE", "CREATED", "ACTIVATES"
+            );
+            for entry in listing {
+                println!(
+                    "{:<43}  {:<5}  {:<7}  {:<20}  {:<20}",
+                    entry.key.kid,
+                    entry.key.alg.as_str(),
+                    entry.state.as_str(),
+                    rfc3339(entry.key.created_at),
+                    rfc3339(entry.key.activates_at)
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn open_store(config: &Config) -> Result<Arc<dyn portcullis_core::store::Store>, CliError> {
+    if config.database_url.is_none() {
+        crate::fs::create_private_dir(&config.data_dir).map_err(|e| {
+            ConfigError::new(
+                "data_dir",
+                format!("cannot create {}: {e}", config.data_dir.display()),
+            )
+        })?;
+    }
+    let pool = PoolOptions {
+        max_connections: 2,
+        ..PoolOptions::default()
+    };
+    Ok(
+        portcullis_store::connect_and_migrate(&config.database_url(), &pool)
+            .await
+            .map_err(StartError::from)?,
+    )
+}
+
+fn rfc3339(at: time::OffsetDateTime) -> String {
+    at.replace_nanosecond(0)
+        .unwrap_or(at)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| at.unix_timestamp().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_well_formed_and_documents_every_option() {
+        Cli::command().debug_assert();
+        let help = Cli::command()
+            .find_subcommand_mut("serve")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for option in [
+            "--config",
+            "--data-dir",
+            "--database-url",
+            "--listen",
+            "--mtls-listen",
+            "--issuer",
+        ] {
+            assert!(help.contains(option), "serve --help lacks {option}");
+        }
+    }
+
+    #[test]
+    fn parses_keys_rotate_with_algorithms_and_refuses_rs256() {
+        let cli = Cli::try_parse_from([
+            "portcullis",
+            "keys",
+            "rotate",
+            "--alg",
+            "ES256",
+            "--alg",
+            "EdDSA",
+        ])
+        .unwrap();
+        let Command::Keys {
+            command: KeysCommand::Rotate(args),
+        } = cli.command
+        else {
+            panic!("not keys rotate")
+        };
+        assert_eq!(args.algs, [SigningAlg::Es256, SigningAlg::EdDsa]);
+        assert!(Cli::try_parse_from(["portcullis", "keys", "rotate", "--alg", "RS256"]).is_err());
+    }
+}

@@ -1,0 +1,653 @@
+//! Configuration: defaults, then a TOML file (`--config`), then `PORTCULLIS_*` environment
+//! variables (nested keys joined by `__`, e.g. `PORTCULLIS_LISTEN__MAIN`), then command-line flags.
+//! Unknown keys are errors, and every check names the key it applies to, so a typo stops start-up
+//! instead of being silently ignored.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format as _, Serialized, Toml};
+use ipnet::IpNet;
+use portcullis_jose::SigningAlg;
+use serde::{Deserialize, Serialize};
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {key}: {message}")]
+pub struct ConfigError {
+    /// The offending key, dotted (`tls.cert_file`).
+    pub key: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The whole configuration. Every value has a default: `portcullis serve` runs without any.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The issuer identifier: an `https` URL without path, query or fragment. Defaults to
+    /// `https://localhost:<main port>`.
+    pub issuer: Option<String>,
+    /// Where the embedded default keeps its database, development certificates and KEK.
+    pub data_dir: PathBuf,
+    /// `postgres://…` or `sqlite:…`. Defaults to `<data_dir>/portcullis.db` (SQLite, WAL).
+    pub database_url: Option<String>,
+    /// Database pool settings.
+    pub database: DatabaseConfig,
+    /// Listener addresses.
+    pub listen: ListenConfig,
+    /// Server certificate and handshake settings.
+    pub tls: TlsConfig,
+    /// Connection and request limits.
+    pub limits: LimitsConfig,
+    /// TLS-terminating proxies trusted to pass the client certificate (RFC 9440).
+    pub proxy: ProxyConfig,
+    /// Signing keys and their lifecycle.
+    pub keys: KeysConfig,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            data_dir: PathBuf::from("./portcullis-data"),
+            database_url: None,
+            database: DatabaseConfig::default(),
+            listen: ListenConfig::default(),
+            tls: TlsConfig::default(),
+            limits: LimitsConfig::default(),
+            proxy: ProxyConfig::default(),
+            keys: KeysConfig::default(),
+            metrics: MetricsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Database pool settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Most pooled connections.
+    pub max_connections: u32,
+    /// Seconds to wait for a pooled connection.
+    pub acquire_timeout_secs: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout_secs: 5,
+        }
+    }
+}
+
+/// Listener addresses. Port 0 picks a free port; the chosen one is printed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenConfig {
+    /// The main listener: browsers and every client. Never asks for a client certificate.
+    pub main: SocketAddr,
+    /// The mTLS listener, published as `mtls_endpoint_aliases` (RFC 8705 §5): asks for a client
+    /// certificate but does not require one.
+    pub mtls: SocketAddr,
+    /// The public base URL of the mTLS listener. Defaults to the issuer's host on the mTLS port.
+    pub mtls_base_url: Option<String>,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        Self {
+            main: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            mtls: SocketAddr::from(([127, 0, 0, 1], 8444)),
+            mtls_base_url: None,
+        }
+    }
+}
+
+/// The server certificate. Both files or neither: with neither, a development CA and a
+/// certificate for `localhost` are generated in `<data_dir>/tls`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// Seconds a client has to finish the TLS handshake.
+    pub handshake_timeout_secs: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert_file: None,
+            key_file: None,
+            handshake_timeout_secs: 10,
+        }
+    }
+}
+
+/// Connection and request limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Most open connections per listener; further connections wait in the accept queue.
+    pub max_connections: usize,
+    /// Largest request body in bytes.
+    pub max_body_bytes: usize,
+    /// Largest request head (HTTP/1.1 buffer, HTTP/2 header list) in bytes.
+    pub max_header_bytes: usize,
+    /// Seconds a client has to send a request's headers.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request may take from start to response.
+    pub request_timeout_secs: u64,
+    /// Most concurrent HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
+    /// Seconds open connections get to finish after SIGTERM/SIGINT.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            max_body_bytes: 64 * 1024,
+            max_header_bytes: 16 * 1024,
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 30,
+            max_concurrent_streams: 100,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+/// TLS-terminating proxies.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Addresses (or networks) whose `Client-Cert` header (RFC 9440) is believed. From anyone
+    /// else the header is ignored and logged.
+    pub trusted_addresses: Vec<IpNet>,
+}
+
+/// A secret from configuration. Never printed.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret value.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+/// Signing keys and their lifecycle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeysConfig {
+    /// The key-encryption key, base64 of 32 bytes. Prefer `kek_file` or the environment.
+    pub kek: Option<Secret>,
+    /// A file holding the key-encryption key. Defaults to `<data_dir>/kek.key`, generated on
+    /// first start with a warning.
+    pub kek_file: Option<PathBuf>,
+    /// The algorithms the server keeps an active key for.
+    pub algorithms: Vec<SigningAlg>,
+    /// RSA modulus size for PS256 keys (at least 2048).
+    pub rsa_bits: u32,
+    /// `Cache-Control: max-age` of `/jwks`, in seconds. A new key is published at least this
+    /// long (plus `refresh_interval_secs`) before it signs.
+    pub jwks_max_age_secs: u64,
+    /// How often each replica re-reads the keys from the database, in seconds.
+    pub refresh_interval_secs: u64,
+    /// How long a retired key stays published, in seconds: at least the longest lifetime of
+    /// anything it signed plus the JWKS cache lifetime.
+    pub keep_retired_secs: u64,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            kek: None,
+            kek_file: None,
+            algorithms: SigningAlg::ALL.to_vec(),
+            rsa_bits: 2048,
+            jwks_max_age_secs: 300,
+            refresh_interval_secs: 10,
+            keep_retired_secs: 86_400,
+        }
+    }
+}
+
+/// The Prometheus endpoint, on its own plain-HTTP listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Whether to serve `/metrics` at all.
+    pub enabled: bool,
+    /// Where. Loopback by default; exposing it wider is a deliberate choice.
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `json` (one object a line) or `text`.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `portcullis_server=debug,info`. `RUST_LOG` overrides.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Json,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Structured JSON, one object a line.
+    Json,
+    /// Human-readable text.
+    Text,
+}
+
+/// Values given on the command line, which override file and environment.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--database-url`.
+    pub database_url: Option<String>,
+    /// `--issuer`.
+    pub issuer: Option<String>,
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--mtls-listen`.
+    pub mtls_listen: Option<SocketAddr>,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Config {
+    /// Loads defaults, the file (if given), the environment and the overrides, then validates.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first bad key.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::load_from(file, Env::prefixed("PORTCULLIS_").split("__"), overrides)
+    }
+
+    fn load_from(
+        file: Option<&Path>,
+        env: Env,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            std::fs::metadata(path).map_err(|e| {
+                ConfigError::new("--config", format!("cannot read {}: {e}", path.display()))
+            })?;
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let mut config: Config = figment.merge(env).extract().map_err(figment_error)?;
+        if let Some(v) = &overrides.data_dir {
+            config.data_dir.clone_from(v);
+        }
+        if let Some(v) = &overrides.database_url {
+            config.database_url = Some(v.clone());
+        }
+        if let Some(v) = &overrides.issuer {
+            config.issuer = Some(v.clone());
+        }
+        if let Some(v) = overrides.listen {
+            config.listen.main = v;
+        }
+        if let Some(v) = overrides.mtls_listen {
+            config.listen.mtls = v;
+        }
+        if let Some(v) = overrides.metrics_listen {
+            config.metrics.listen = v;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The database URL, defaulting to SQLite in the data directory.
+    #[must_use]
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("portcullis.db").display()
+            )
+        })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(issuer) = &self.issuer {
+            check_base_url("issuer", issuer)?;
+        }
+        if let Some(url) = &self.listen.mtls_base_url {
+            check_base_url("listen.mtls_base_url", url)?;
+        }
+        portcullis_store::check_url(&self.database_url()).map_err(|e| {
+            ConfigError::new(
+                "database_url",
+                e.to_string().trim_start_matches("database_url: "),
+            )
+        })?;
+        if self.listen.main == self.listen.mtls && self.listen.main.port() != 0 {
+            return Err(ConfigError::new(
+                "listen.mtls",
+                "must differ from listen.main",
+            ));
+        }
+        match (&self.tls.cert_file, &self.tls.key_file) {
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "tls.key_file",
+                    "required with tls.cert_file",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "tls.cert_file",
+                    "required with tls.key_file",
+                ));
+            }
+            _ => {}
+        }
+        for (key, path) in [
+            ("tls.cert_file", &self.tls.cert_file),
+            ("tls.key_file", &self.tls.key_file),
+        ] {
+            if let Some(path) = path {
+                std::fs::File::open(path).map_err(|e| {
+                    ConfigError::new(key, format!("cannot read {}: {e}", path.display()))
+                })?;
+            }
+        }
+        if self.keys.kek.is_some() && self.keys.kek_file.is_some() {
+            return Err(ConfigError::new(
+                "keys.kek",
+                "set keys.kek or keys.kek_file, not both",
+            ));
+        }
+        if let Some(kek) = &self.keys.kek {
+            portcullis_core::keys::KeyEncryptionKey::from_base64(kek.expose())
+                .map_err(|e| ConfigError::new("keys.kek", e.to_string()))?;
+        }
+        if self.keys.algorithms.is_empty() {
+            return Err(ConfigError::new(
+                "keys.algorithms",
+                "at least one algorithm is required",
+            ));
+        }
+        if self.keys.rsa_bits < 2048 || self.keys.rsa_bits > 8192 {
+            return Err(ConfigError::new(
+                "keys.rsa_bits",
+                "must be 2048 to 8192 (FAPI2 SP 5.4.1-2)",
+            ));
+        }
+        if self.keys.keep_retired_secs < self.keys.jwks_max_age_secs {
+            return Err(ConfigError::new(
+                "keys.keep_retired_secs",
+                "must be at least keys.jwks_max_age_secs, or caches could miss a key still in use",
+            ));
+        }
+        let positive: [(&str, u64); 8] = [
+            (
+                "keys.refresh_interval_secs",
+                self.keys.refresh_interval_secs,
+            ),
+            (
+                "tls.handshake_timeout_secs",
+                self.tls.handshake_timeout_secs,
+            ),
+            (
+                "limits.header_read_timeout_secs",
+                self.limits.header_read_timeout_secs,
+            ),
+            (
+                "limits.request_timeout_secs",
+                self.limits.request_timeout_secs,
+            ),
+            ("limits.max_connections", self.limits.max_connections as u64),
+            ("limits.max_body_bytes", self.limits.max_body_bytes as u64),
+            (
+                "limits.max_concurrent_streams",
+                u64::from(self.limits.max_concurrent_streams),
+            ),
+            (
+                "database.max_connections",
+                u64::from(self.database.max_connections),
+            ),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError::new(*key, "must be greater than zero"));
+        }
+        if self.limits.max_header_bytes < 8192 {
+            return Err(ConfigError::new(
+                "limits.max_header_bytes",
+                "must be at least 8192",
+            ));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| ConfigError::new("log.level", e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// Checks an `https` URL with a host and no path, query, fragment or credentials. OIDC
+/// Discovery §3 and RFC 8414 §2 compare the issuer as an exact string, so we keep it canonical.
+fn check_base_url(key: &str, value: &str) -> Result<(), ConfigError> {
+    let url =
+        url::Url::parse(value).map_err(|e| ConfigError::new(key, format!("not a URL: {e}")))?;
+    if url.scheme() != "https" {
+        return Err(ConfigError::new(
+            key,
+            "must be an https URL (FAPI2 SP 5.2.1)",
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(ConfigError::new(key, "must have a host"));
+    }
+    if url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err(ConfigError::new(
+            key,
+            "must not have a query, fragment or credentials",
+        ));
+    }
+    if url.path() != "/" || value.ends_with('/') {
+        return Err(ConfigError::new(
+            key,
+            "must not have a path or a trailing slash",
+        ));
+    }
+    Ok(())
+}
+
+fn figment_error(error: figment::Error) -> ConfigError {
+    let key = if error.path.is_empty() {
+        "configuration".to_owned()
+    } else {
+        error.path.join(".")
+    };
+    let message = match &error.kind {
+        figment::error::Kind::UnknownField(field, _) => {
+            let full = if error.path.is_empty() {
+                field.clone()
+            } else {
+                format!("{key}.{field}")
+            };
+            return ConfigError::new(full, "unknown key");
+        }
+        _ => error.to_string(),
+    };
+    ConfigError::new(key, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("portcullis.toml");
+        std::fs::write(&path, toml).unwrap();
+        Config::load_from(
+            Some(&path),
+            Env::prefixed("PORTCULLIS_TEST_NOTHING_"),
+            &Overrides::default(),
+        )
+    }
+
+    #[test]
+    fn defaults_need_no_file_and_no_environment() {
+        let config = Config::load_from(
+            None,
+            Env::prefixed("PORTCULLIS_TEST_NOTHING_"),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(
+            config.database_url(),
+            "sqlite://./portcullis-data/portcullis.db?mode=rwc"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = load("issuer = \"https://as.example\"\nlisen = 1\n").unwrap_err();
+        assert_eq!(err.key, "lisen");
+        let err = load("[tls]\ncert = \"x\"\n").unwrap_err();
+        assert_eq!(err.key, "tls.cert");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        assert_eq!(
+            load("database_url = \"mysql://x\"").unwrap_err().key,
+            "database_url"
+        );
+        assert_eq!(
+            load("issuer = \"http://as.example\"").unwrap_err().key,
+            "issuer"
+        );
+        assert_eq!(
+            load("issuer = \"https://as.example/\"").unwrap_err().key,
+            "issuer"
+        );
+        assert_eq!(
+            load(
+                "[tls]\ncert_file = \"/nonexistent/cert.pem\"\nkey_file = \"/nonexistent/key.pem\""
+            )
+            .unwrap_err()
+            .key,
+            "tls.cert_file"
+        );
+        assert_eq!(
+            load("[keys]\nalgorithms = [\"RS256\"]").unwrap_err().key,
+            "keys.algorithms"
+        );
+        assert_eq!(
+            load("[keys]\nrsa_bits = 1024").unwrap_err().key,
+            "keys.rsa_bits"
+        );
+        assert_eq!(load("[keys]\nkek = \"short\"").unwrap_err().key, "keys.kek");
+        assert_eq!(
+            load("[limits]\nmax_body_bytes = \"lots\"").unwrap_err().key,
+            "limits.max_body_bytes"
+        );
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_flags_override_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("portcullis.toml");
+        std::fs::write(
+            &path,
+            "issuer = \"https://file.example\"\n[listen]\nmain = \"127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PORTCULLIS_JAILED_LISTEN__MAIN", "127.0.0.1:2");
+            jail.set_env("PORTCULLIS_JAILED_KEYS__JWKS_MAX_AGE_SECS", "60");
+            let env = || Env::prefixed("PORTCULLIS_JAILED_").split("__");
+            let config = Config::load_from(Some(&path), env(), &Overrides::default()).unwrap();
+            assert_eq!(config.issuer.as_deref(), Some("https://file.example"));
+            assert_eq!(config.listen.main.port(), 2);
+            assert_eq!(config.keys.jwks_max_age_secs, 60);
+            let flags = Overrides {
+                listen: Some("127.0.0.1:3".parse().unwrap()),
+                ..Overrides::default()
+            };
+            assert_eq!(
+                Config::load_from(Some(&path), env(), &flags)
+                    .unwrap()
+                    .listen
+                    .main
+                    .port(),
+                3
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_kek_never_prints() {
+        let secret = Secret("c2VjcmV0".into());
+        assert_eq!(format!("{secret:?}"), "[redacted]");
+    }
+}
