@@ -1,0 +1,13 @@
+//! End-to-end tests: the real `portcullis` binary, started on ephemeral ports with a fresh
+//! database, reached over real TLS by independent clients (reqwest, a raw rustls client, and the
+//! `jsonwebtoken` crate for signatures). Time moves through the server's test-only clock control,
+//! never by sleeping.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, reason = "tests")]
+
+mod config;
+mod discovery;
+mod keys;
+mod lifecycle;
+mod observability;
+mod support;
+mod tls;

@@ -1,0 +1,129 @@
+//! The two TLS listeners: protocol versions and suites, and client certificates reaching handlers.
+
+use std::sync::Arc;
+
+use portcullis_testkit::certs::ClientIdentity;
+use portcullis_testkit::db::Backend;
+use rustls::crypto::aws_lc_rs::{self, cipher_suite};
+use rustls::crypto::CryptoProvider;
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::support::Fixture;
+
+fn roots(ca_pem: &[u8]) -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut &ca_pem[..]) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    roots
+}
+
+/// A handshake with a raw rustls client restricted to `suites` and `versions`.
+async fn handshake(
+    addr: std::net::SocketAddr,
+    ca_pem: &[u8],
+    suites: Vec<rustls::SupportedCipherSuite>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, std::io::Error> {
+    let provider = CryptoProvider { cipher_suites: suites, ..aws_lc_rs::default_provider() };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots(ca_pem))
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(addr).await?;
+    TlsConnector::from(Arc::new(config)).connect(ServerName::try_from("localhost").unwrap(), tcp).await
+}
+
+#[tokio::test]
+async fn sp_5_2_2_1_a_tls12_client_offering_only_chacha20_is_refused_on_both_listeners() {
+    let f = Fixture::start(Backend::Sqlite).await;
+    let ca = f.app.ca_pem.clone().unwrap();
+    for addr in [f.app.listen, f.app.mtls_listen] {
+        let chacha = vec![
+            cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            cipher_suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        ];
+        assert!(handshake(addr, &ca, chacha, &[&rustls::version::TLS12]).await.is_err());
+
+        // Control: the same client with an allowed TLS 1.2 suite gets through.
+        let gcm = vec![cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256];
+        let stream = handshake(addr, &ca, gcm, &[&rustls::version::TLS12]).await.unwrap();
+        assert_eq!(stream.get_ref().1.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
+
+        // And TLS 1.3 is offered and preferred (SP 5.2.1-3, RFC 9325 §3.1.1).
+        let stream = handshake(addr, &ca, aws_lc_rs::default_provider().cipher_suites, &rustls::ALL_VERSIONS)
+            .await
+            .unwrap();
+        assert_eq!(stream.get_ref().1.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
+    }
+}
+
+async fn presented(client: &reqwest::Client, url: String) -> serde_json::Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+#[tokio::test]
+async fn rfc_8705_a_client_certificate_reaches_the_handler_as_its_x5t_s256() {
+    let f = Fixture::start(Backend::Sqlite).await;
+    let identity = ClientIdentity::self_signed("tpp-e2e");
+    let with_cert = f.app.client(Some(&identity));
+
+    // The mTLS listener asks; a self-signed certificate is accepted at the TLS layer.
+    let seen = presented(&with_cert, f.app.mtls_url("/__test/client-cert")).await;
+    assert_eq!(seen["x5t#S256"], identity.x5t_s256());
+    assert_eq!(seen["source"], "handshake");
+
+    // A client without a certificate still connects to the mTLS listener.
+    let seen = presented(&f.app.client(None), f.app.mtls_url("/__test/client-cert")).await;
+    assert!(seen["x5t#S256"].is_null());
+
+    // The main listener never asks, so even a client holding one presents nothing.
+    let seen = presented(&with_cert, f.app.url("/__test/client-cert")).await;
+    assert!(seen["x5t#S256"].is_null());
+}
+
+#[tokio::test]
+async fn rfc_9440_client_cert_header_from_an_untrusted_peer_is_ignored() {
+    let f = Fixture::start(Backend::Sqlite).await;
+    let forged = ClientIdentity::self_signed("forged");
+    use base64::Engine as _;
+    let header = format!(":{}:", base64::engine::general_purpose::STANDARD.encode(&forged.cert_der));
+    let seen: serde_json::Value = f
+        .app
+        .client(None)
+        .get(f.app.mtls_url("/__test/client-cert"))
+        .header("Client-Cert", header)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(seen["x5t#S256"].is_null(), "a header from a non-proxy must not become a certificate");
+}
+
+#[tokio::test]
+async fn rfc_9440_client_cert_header_from_a_trusted_proxy_is_believed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = portcullis_testkit::app::Options::new(dir.path());
+    options.env = vec![("PORTCULLIS_PROXY__TRUSTED_ADDRESSES".into(), "[127.0.0.1/32]".into())];
+    let app = portcullis_testkit::app::App::spawn(options).await;
+    let forwarded = ClientIdentity::self_signed("behind-proxy");
+    use base64::Engine as _;
+    let header = format!(":{}:", base64::engine::general_purpose::STANDARD.encode(&forwarded.cert_der));
+    let seen: serde_json::Value = app
+        .client(None)
+        .get(app.url("/__test/client-cert"))
+        .header("Client-Cert", header)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["x5t#S256"], forwarded.x5t_s256());
+    assert_eq!(seen["source"], "proxy");
+}
