@@ -5,11 +5,30 @@ use portcullis_testkit::app::{Build, run_cli};
 async fn serve_fails(extra: &[&str], env: &[(&str, &str)]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().to_str().unwrap().to_owned();
-    let mut args = vec!["serve", "--data-dir", &data_dir, "--listen", "127.0.0.1:0", "--mtls-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"];
+    let mut args = vec![
+        "serve",
+        "--data-dir",
+        &data_dir,
+        "--listen",
+        "127.0.0.1:0",
+        "--mtls-listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ];
     args.extend_from_slice(extra);
     let out = run_cli(Build::Plain, &args, env).await;
-    assert_eq!(out.status.code(), Some(2), "expected exit code 2; stderr: {}", out.stderr);
-    assert!(out.stdout.is_empty(), "nothing may claim readiness: {}", out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "expected exit code 2; stderr: {}",
+        out.stderr
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "nothing may claim readiness: {}",
+        out.stdout
+    );
     out.stderr
 }
 
@@ -19,7 +38,7 @@ async fn an_unknown_key_in_the_file_is_named() {
     let file = dir.path().join("portcullis.toml");
     std::fs::write(&file, "[listen]\nmian = \"127.0.0.1:1\"\n").unwrap();
     let stderr = serve_fails(&["--config", file.to_str().unwrap()], &[]).await;
-    assert!(stderr.contains("listen.mian") && stderr.contains("unknown key"), "{stderr}");
+    assert!(stderr.contains("listen.mian: unknown key"), "{stderr}");
 }
 
 #[tokio::test]
@@ -30,8 +49,18 @@ async fn an_unknown_environment_variable_is_named() {
 
 #[tokio::test]
 async fn an_unreadable_certificate_is_named() {
-    let stderr = serve_fails(&[], &[("PORTCULLIS_TLS__CERT_FILE", "/nonexistent/cert.pem"), ("PORTCULLIS_TLS__KEY_FILE", "/nonexistent/key.pem")]).await;
-    assert!(stderr.contains("tls.cert_file") && stderr.contains("/nonexistent/cert.pem"), "{stderr}");
+    let stderr = serve_fails(
+        &[],
+        &[
+            ("PORTCULLIS_TLS__CERT_FILE", "/nonexistent/cert.pem"),
+            ("PORTCULLIS_TLS__KEY_FILE", "/nonexistent/key.pem"),
+        ],
+    )
+    .await;
+    assert!(
+        stderr.contains("tls.cert_file") && stderr.contains("/nonexistent/cert.pem"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -41,13 +70,23 @@ async fn a_certificate_file_without_a_certificate_is_named() {
     let key = dir.path().join("key.pem");
     std::fs::write(&cert, "not a certificate").unwrap();
     std::fs::write(&key, "not a key").unwrap();
-    let stderr = serve_fails(&[], &[("PORTCULLIS_TLS__CERT_FILE", cert.to_str().unwrap()), ("PORTCULLIS_TLS__KEY_FILE", key.to_str().unwrap())]).await;
+    let stderr = serve_fails(
+        &[],
+        &[
+            ("PORTCULLIS_TLS__CERT_FILE", cert.to_str().unwrap()),
+            ("PORTCULLIS_TLS__KEY_FILE", key.to_str().unwrap()),
+        ],
+    )
+    .await;
     assert!(stderr.contains("tls.cert_file"), "{stderr}");
 }
 
 #[tokio::test]
 async fn a_malformed_database_url_is_named() {
-    for url in ["mysql://localhost/portcullis", "postgres://host:notaport/db"] {
+    for url in [
+        "mysql://localhost/portcullis",
+        "postgres://host:notaport/db",
+    ] {
         let stderr = serve_fails(&["--database-url", url], &[]).await;
         assert!(stderr.contains("database_url"), "{url}: {stderr}");
     }
@@ -56,23 +95,45 @@ async fn a_malformed_database_url_is_named() {
 #[tokio::test]
 async fn an_http_issuer_is_refused() {
     let stderr = serve_fails(&["--issuer", "http://as.example"], &[]).await;
-    assert!(stderr.contains("issuer") && stderr.contains("https"), "{stderr}");
+    assert!(
+        stderr.contains("issuer") && stderr.contains("https"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
 async fn a_kek_that_does_not_open_the_stored_keys_stops_start_up() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().to_str().unwrap();
-    let out = run_cli(Build::Plain, &["keys", "rotate", "--data-dir", data_dir], &[]).await;
+    let out = run_cli(
+        Build::Plain,
+        &["keys", "rotate", "--data-dir", data_dir],
+        &[],
+    )
+    .await;
     assert!(out.status.success(), "{}", out.stderr);
     // 32 bytes, but not the KEK that encrypted the keys.
     let other = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
     let out = run_cli(
         Build::Plain,
-        &["serve", "--data-dir", data_dir, "--listen", "127.0.0.1:0", "--mtls-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"],
+        &[
+            "serve",
+            "--data-dir",
+            data_dir,
+            "--listen",
+            "127.0.0.1:0",
+            "--mtls-listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
         &[("PORTCULLIS_KEYS__KEK", other)],
     )
     .await;
     assert!(!out.status.success());
-    assert!(out.stderr.contains("different key-encryption key"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("different key-encryption key"),
+        "{}",
+        out.stderr
+    );
 }

@@ -13,7 +13,10 @@ async fn discovery_names_exactly_the_issuer_over_tls_trusting_the_generated_ca()
     // OIDC Discovery §4.3 / RFC 8414 §3.3: the issuer is exactly the configured one.
     assert_eq!(oidc["issuer"], f.app.issuer.as_str());
     assert_eq!(oidc["jwks_uri"], f.app.url("/jwks"));
-    let (_, _, oauth) = f.app.get_json("/.well-known/oauth-authorization-server").await;
+    let (_, _, oauth) = f
+        .app
+        .get_json("/.well-known/oauth-authorization-server")
+        .await;
     assert_eq!(oidc, oauth);
 }
 
@@ -26,7 +29,10 @@ async fn configured_issuer_is_published_verbatim() {
     // The server still listens on localhost; only the published identifier changes.
     let response = app
         .client(None)
-        .get(format!("https://localhost:{}/.well-known/openid-configuration", app.listen.port()))
+        .get(format!(
+            "https://localhost:{}/.well-known/openid-configuration",
+            app.listen.port()
+        ))
         .send()
         .await
         .unwrap();
@@ -50,12 +56,17 @@ async fn sp_5_4_2_jwks_has_public_keys_only_unique_kids_and_cache_control() {
     assert_eq!(unique.len(), keys.len(), "duplicate kid");
     for key in keys {
         for private in ["d", "p", "q", "dp", "dq", "qi"] {
-            assert!(key.get(private).is_none(), "private member {private} published: {key}");
+            assert!(
+                key.get(private).is_none(),
+                "private member {private} published: {key}"
+            );
         }
         assert_eq!(key["use"], "sig");
         if key["kty"] == "RSA" {
             // SP 5.4.1-2: at least 2048 bits.
-            let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(key["n"].as_str().unwrap()).unwrap();
+            let n = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(key["n"].as_str().unwrap())
+                .unwrap();
             assert!(n.len() >= 256, "RSA modulus of {} bytes", n.len());
         }
     }

@@ -14,8 +14,15 @@ async fn rotate(f: &Fixture, alg: &str) -> String {
     }
     let out = run_cli(Build::Plain, &args, &[]).await;
     assert!(out.status.success(), "keys rotate failed: {}", out.stderr);
-    let line = out.stdout.lines().next().expect("keys rotate printed nothing");
-    assert!(line.contains(alg) && line.contains("activates_at="), "{line}");
+    let line = out
+        .stdout
+        .lines()
+        .next()
+        .expect("keys rotate printed nothing");
+    assert!(
+        line.contains(alg) && line.contains("activates_at="),
+        "{line}"
+    );
     line.split_whitespace().next().unwrap().to_owned()
 }
 
@@ -33,7 +40,10 @@ async fn rotation_publishes_the_new_key_before_it_signs_and_keeps_the_old_one_pu
     // Within the refresh interval (10 s) the replica has not re-read the keys yet.
     f.app.advance_clock(11).await;
     let published = jwks(&f.app).await;
-    assert!(kids(&published).contains(&new_kid), "the new key must be published at once");
+    assert!(
+        kids(&published).contains(&new_kid),
+        "the new key must be published at once"
+    );
     // It does not sign before every JWKS cache (max-age 300 s) can have seen it.
     let (jwt, kid) = sign(&f.app, "ES256").await;
     assert_eq!(kid, old_kid);
@@ -41,10 +51,16 @@ async fn rotation_publishes_the_new_key_before_it_signs_and_keeps_the_old_one_pu
 
     f.app.advance_clock(300).await;
     let (jwt, kid) = sign(&f.app, "ES256").await;
-    assert_eq!(kid, new_kid, "the new key signs once published for max-age + refresh interval");
+    assert_eq!(
+        kid, new_kid,
+        "the new key signs once published for max-age + refresh interval"
+    );
     let published = jwks(&f.app).await;
     verify_independently(&jwt, &published).unwrap();
-    assert!(kids(&published).contains(&old_kid), "the retired key stays published");
+    assert!(
+        kids(&published).contains(&old_kid),
+        "the retired key stays published"
+    );
 
     // Past keys.keep_retired_secs (a day) the retired key leaves the JWKS.
     f.app.advance_clock(86_400).await;
@@ -60,9 +76,21 @@ async fn keys_list_shows_states() {
     let data_dir = f.dir.path().to_str().unwrap();
     let out = run_cli(Build::Plain, &["keys", "list", "--data-dir", data_dir], &[]).await;
     assert!(out.status.success(), "{}", out.stderr);
-    let line = out.stdout.lines().find(|l| l.starts_with(&new_kid)).expect("new key listed");
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&new_kid))
+        .expect("new key listed");
     assert!(line.contains("EdDSA") && line.contains("next"), "{line}");
-    assert_eq!(out.stdout.lines().filter(|l| l.contains(" active ")).count(), 3, "{}", out.stdout);
+    assert_eq!(
+        out.stdout
+            .lines()
+            .filter(|l| l.contains(" active "))
+            .count(),
+        3,
+        "{}",
+        out.stdout
+    );
 }
 
 #[tokio::test]
@@ -72,7 +100,11 @@ async fn two_servers_on_one_postgres_publish_the_same_jwks_and_both_see_a_cli_ro
     let second = App::spawn(options(&f.dir, &f.db)).await;
     let first_jwks = jwks(&f.app).await;
     assert_eq!(first_jwks, jwks(&second).await);
-    assert_eq!(kids(&first_jwks).len(), 3, "the second replica must not add keys of its own");
+    assert_eq!(
+        kids(&first_jwks).len(),
+        3,
+        "the second replica must not add keys of its own"
+    );
 
     let new_kid = rotate(&f, "PS256").await;
     for app in [&f.app, &second] {

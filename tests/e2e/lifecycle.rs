@@ -12,12 +12,19 @@ async fn restart_keeps_keys_and_data(backend: Backend) {
     let (_, _, before) = app.get_json("/jwks").await;
     let (_, kid_before) = sign(&app, "ES256").await;
     let status = app.stop().await;
-    assert!(status.success(), "SIGTERM must end the server cleanly: {status:?}");
+    assert!(
+        status.success(),
+        "SIGTERM must end the server cleanly: {status:?}"
+    );
 
     let app = App::spawn(options(&dir, &db)).await;
     let (_, _, after) = app.get_json("/jwks").await;
     assert_eq!(kids(&before), kids(&after));
-    assert_eq!(sign(&app, "ES256").await.1, kid_before, "the same key keeps signing");
+    assert_eq!(
+        sign(&app, "ES256").await.1,
+        kid_before,
+        "the same key keeps signing"
+    );
     // The development CA was reused, or this client (trusting the new CA file) would still work
     // but the old one would not: compare the files' contents.
     assert!(app.ca_pem.is_some());
@@ -55,10 +62,25 @@ async fn a_plain_build_has_no_test_controls() {
     options.build = Build::Plain;
     let app = App::spawn(options).await;
     for path in ["/__test/clock", "/__test/sign"] {
-        let response = app.client(None).post(app.url(path)).json(&serde_json::json!({"advance_secs": 1})).send().await.unwrap();
-        assert_eq!(response.status(), 404, "{path} must not exist in a plain build");
+        let response = app
+            .client(None)
+            .post(app.url(path))
+            .json(&serde_json::json!({"advance_secs": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            404,
+            "{path} must not exist in a plain build"
+        );
     }
-    let response = app.client(None).get(app.url("/__test/client-cert")).send().await.unwrap();
+    let response = app
+        .client(None)
+        .get(app.url("/__test/client-cert"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 404);
     let help = run_cli(Build::Plain, &["serve", "--help"], &[]).await;
     assert!(!help.stdout.contains("test"), "{}", help.stdout);

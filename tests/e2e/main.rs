@@ -2,7 +2,13 @@
 //! database, reached over real TLS by independent clients (reqwest, a raw rustls client, and the
 //! `jsonwebtoken` crate for signatures). Time moves through the server's test-only clock control,
 //! never by sleeping.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests"
+)]
 
 mod config;
 mod discovery;

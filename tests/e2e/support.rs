@@ -31,25 +31,43 @@ pub fn options(dir: &tempfile::TempDir, db: &TestDatabase) -> Options {
 
 /// The `kid`s of a JWKS, in order.
 pub fn kids(jwks: &Value) -> Vec<String> {
-    jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect()
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// Signs claims with the server's active key for `alg` through the test control.
 pub async fn sign(app: &App, alg: &str) -> (String, String) {
     let claims = serde_json::json!({"iss": app.issuer, "sub": "e2e", "exp": 4_102_444_800_u64});
-    let (status, body) = app.post_json("/__test/sign", &serde_json::json!({"alg": alg, "claims": claims})).await;
+    let (status, body) = app
+        .post_json(
+            "/__test/sign",
+            &serde_json::json!({"alg": alg, "claims": claims}),
+        )
+        .await;
     assert!(status.is_success(), "sign failed: {body}");
-    (body["jwt"].as_str().unwrap().to_owned(), body["kid"].as_str().unwrap().to_owned())
+    (
+        body["jwt"].as_str().unwrap().to_owned(),
+        body["kid"].as_str().unwrap().to_owned(),
+    )
 }
 
 /// Verifies a JWT against a JWKS with `jsonwebtoken`, a JOSE implementation independent of ours.
 pub fn verify_independently(jwt: &str, jwks: &Value) -> Result<Value, String> {
-    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks.clone()).map_err(|e| e.to_string())?;
+    let set: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_value(jwks.clone()).map_err(|e| e.to_string())?;
     let header = jsonwebtoken::decode_header(jwt).map_err(|e| e.to_string())?;
     let kid = header.kid.ok_or("no kid")?;
-    let jwk = set.find(&kid).ok_or_else(|| format!("kid {kid} is not in the JWKS"))?;
+    let jwk = set
+        .find(&kid)
+        .ok_or_else(|| format!("kid {kid} is not in the JWKS"))?;
     let key = jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
     let mut validation = jsonwebtoken::Validation::new(header.alg);
     validation.validate_aud = false;
-    jsonwebtoken::decode::<Value>(jwt, &key, &validation).map(|d| d.claims).map_err(|e| e.to_string())
+    jsonwebtoken::decode::<Value>(jwt, &key, &validation)
+        .map(|d| d.claims)
+        .map_err(|e| e.to_string())
 }

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use portcullis_testkit::certs::ClientIdentity;
 use portcullis_testkit::db::Backend;
-use rustls::crypto::aws_lc_rs::{self, cipher_suite};
 use rustls::crypto::CryptoProvider;
+use rustls::crypto::aws_lc_rs::{self, cipher_suite};
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -27,14 +27,19 @@ async fn handshake(
     suites: Vec<rustls::SupportedCipherSuite>,
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, std::io::Error> {
-    let provider = CryptoProvider { cipher_suites: suites, ..aws_lc_rs::default_provider() };
+    let provider = CryptoProvider {
+        cipher_suites: suites,
+        ..aws_lc_rs::default_provider()
+    };
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots(ca_pem))
         .with_no_client_auth();
     let tcp = TcpStream::connect(addr).await?;
-    TlsConnector::from(Arc::new(config)).connect(ServerName::try_from("localhost").unwrap(), tcp).await
+    TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
 }
 
 #[tokio::test]
@@ -46,18 +51,35 @@ async fn sp_5_2_2_1_a_tls12_client_offering_only_chacha20_is_refused_on_both_lis
             cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
             cipher_suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
         ];
-        assert!(handshake(addr, &ca, chacha, &[&rustls::version::TLS12]).await.is_err());
+        assert!(
+            handshake(addr, &ca, chacha, &[&rustls::version::TLS12])
+                .await
+                .is_err()
+        );
 
         // Control: the same client with an allowed TLS 1.2 suite gets through.
         let gcm = vec![cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256];
-        let stream = handshake(addr, &ca, gcm, &[&rustls::version::TLS12]).await.unwrap();
-        assert_eq!(stream.get_ref().1.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
-
-        // And TLS 1.3 is offered and preferred (SP 5.2.1-3, RFC 9325 §3.1.1).
-        let stream = handshake(addr, &ca, aws_lc_rs::default_provider().cipher_suites, &rustls::ALL_VERSIONS)
+        let stream = handshake(addr, &ca, gcm, &[&rustls::version::TLS12])
             .await
             .unwrap();
-        assert_eq!(stream.get_ref().1.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
+        assert_eq!(
+            stream.get_ref().1.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_2)
+        );
+
+        // And TLS 1.3 is offered and preferred (SP 5.2.1-3, RFC 9325 §3.1.1).
+        let stream = handshake(
+            addr,
+            &ca,
+            aws_lc_rs::default_provider().cipher_suites,
+            rustls::ALL_VERSIONS,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            stream.get_ref().1.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_3)
+        );
     }
 }
 
@@ -90,7 +112,10 @@ async fn rfc_9440_client_cert_header_from_an_untrusted_peer_is_ignored() {
     let f = Fixture::start(Backend::Sqlite).await;
     let forged = ClientIdentity::self_signed("forged");
     use base64::Engine as _;
-    let header = format!(":{}:", base64::engine::general_purpose::STANDARD.encode(&forged.cert_der));
+    let header = format!(
+        ":{}:",
+        base64::engine::general_purpose::STANDARD.encode(&forged.cert_der)
+    );
     let seen: serde_json::Value = f
         .app
         .client(None)
@@ -102,18 +127,27 @@ async fn rfc_9440_client_cert_header_from_an_untrusted_peer_is_ignored() {
         .json()
         .await
         .unwrap();
-    assert!(seen["x5t#S256"].is_null(), "a header from a non-proxy must not become a certificate");
+    assert!(
+        seen["x5t#S256"].is_null(),
+        "a header from a non-proxy must not become a certificate"
+    );
 }
 
 #[tokio::test]
 async fn rfc_9440_client_cert_header_from_a_trusted_proxy_is_believed() {
     let dir = tempfile::tempdir().unwrap();
     let mut options = portcullis_testkit::app::Options::new(dir.path());
-    options.env = vec![("PORTCULLIS_PROXY__TRUSTED_ADDRESSES".into(), "[127.0.0.1/32]".into())];
+    options.env = vec![(
+        "PORTCULLIS_PROXY__TRUSTED_ADDRESSES".into(),
+        "[127.0.0.1/32]".into(),
+    )];
     let app = portcullis_testkit::app::App::spawn(options).await;
     let forwarded = ClientIdentity::self_signed("behind-proxy");
     use base64::Engine as _;
-    let header = format!(":{}:", base64::engine::general_purpose::STANDARD.encode(&forwarded.cert_der));
+    let header = format!(
+        ":{}:",
+        base64::engine::general_purpose::STANDARD.encode(&forwarded.cert_der)
+    );
     let seen: serde_json::Value = app
         .client(None)
         .get(app.url("/__test/client-cert"))

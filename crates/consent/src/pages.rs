@@ -42,7 +42,10 @@ mod tests {
         .unwrap();
         assert!(html.contains("<h1>Request refused</h1>"));
         assert!(!html.contains("<script>"));
-        assert!(html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"), "{html}");
+        assert!(
+            html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"),
+            "{html}"
+        );
         assert!(!html.contains("<img"));
         assert!(html.contains("<title>Request refused · Bank</title>"));
     }

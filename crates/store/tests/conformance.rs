@@ -1,5 +1,12 @@
 //! The storage conformance suite: every test body runs against PostgreSQL and SQLite, through the
 //! `Store` trait only, so both backends keep the same contract.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests"
+)]
 
 use std::sync::Arc;
 

@@ -39,7 +39,10 @@ pub fn binary(build: Build) -> PathBuf {
     }
     // target/debug/deps/<test> → target/debug/<name>
     let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().and_then(Path::parent).expect("test executable has no target directory");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable has no target directory");
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -68,7 +71,13 @@ impl Options {
     /// The test-hooks build on a data directory, SQLite by default.
     #[must_use]
     pub fn new(data_dir: &Path) -> Self {
-        Self { build: Build::TestHooks, data_dir: data_dir.to_owned(), database_url: None, args: Vec::new(), env: Vec::new() }
+        Self {
+            build: Build::TestHooks,
+            data_dir: data_dir.to_owned(),
+            database_url: None,
+            args: Vec::new(),
+            env: Vec::new(),
+        }
     }
 }
 
@@ -82,7 +91,9 @@ pub fn command(build: Build) -> Command {
             command.env_remove(key);
         }
     }
-    command.env("PORTCULLIS_LOG__FORMAT", "text").env("RUST_LOG", "warn");
+    command
+        .env("PORTCULLIS_LOG__FORMAT", "text")
+        .env("RUST_LOG", "warn");
     command
 }
 
@@ -138,13 +149,22 @@ impl App {
     pub async fn spawn(options: Options) -> App {
         crate::install_crypto_provider();
         std::fs::create_dir_all(&options.data_dir).expect("cannot create the data directory");
-        let stderr_file = options.data_dir.join(format!("stderr-{}.log", uuid::Uuid::new_v4().simple()));
+        let stderr_file = options
+            .data_dir
+            .join(format!("stderr-{}.log", uuid::Uuid::new_v4().simple()));
         let mut command = command(options.build);
         command
             .arg("serve")
             .arg("--data-dir")
             .arg(&options.data_dir)
-            .args(["--listen", "127.0.0.1:0", "--mtls-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--mtls-listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ])
             .args(&options.args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -213,8 +233,10 @@ impl App {
     /// certificate.
     #[must_use]
     pub fn client(&self, identity: Option<&ClientIdentity>) -> reqwest::Client {
-        let ca = reqwest::Certificate::from_pem(self.ca_pem.as_deref().expect("no development CA in use"))
-            .expect("CA PEM");
+        let ca = reqwest::Certificate::from_pem(
+            self.ca_pem.as_deref().expect("no development CA in use"),
+        )
+        .expect("CA PEM");
         let mut builder = reqwest::Client::builder()
             .tls_certs_only([ca])
             .https_only(true)
@@ -226,8 +248,16 @@ impl App {
     }
 
     /// `GET path` on the main listener, as JSON.
-    pub async fn get_json(&self, path: &str) -> (reqwest::StatusCode, reqwest::header::HeaderMap, Value) {
-        let response = self.client(None).get(self.url(path)).send().await.expect("request failed");
+    pub async fn get_json(
+        &self,
+        path: &str,
+    ) -> (reqwest::StatusCode, reqwest::header::HeaderMap, Value) {
+        let response = self
+            .client(None)
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request failed");
         let status = response.status();
         let headers = response.headers().clone();
         let body = response.json().await.expect("response is not JSON");
@@ -236,14 +266,25 @@ impl App {
 
     /// `POST path` with a JSON body, as JSON.
     pub async fn post_json(&self, path: &str, body: &Value) -> (reqwest::StatusCode, Value) {
-        let response = self.client(None).post(self.url(path)).json(body).send().await.expect("request failed");
+        let response = self
+            .client(None)
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request failed");
         let status = response.status();
         (status, response.json().await.expect("response is not JSON"))
     }
 
     /// Moves the server's clock forward (test-hooks build only).
     pub async fn advance_clock(&self, seconds: i64) {
-        let (status, body) = self.post_json("/__test/clock", &serde_json::json!({"advance_secs": seconds})).await;
+        let (status, body) = self
+            .post_json(
+                "/__test/clock",
+                &serde_json::json!({"advance_secs": seconds}),
+            )
+            .await;
         assert!(status.is_success(), "clock control failed: {status} {body}");
     }
 
@@ -256,7 +297,10 @@ impl App {
     /// Sends SIGTERM and waits for the process to exit.
     pub async fn stop(mut self) -> ExitStatus {
         if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
         }
         tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await

@@ -20,16 +20,24 @@ impl ClientIdentity {
     #[must_use]
     pub fn self_signed(common_name: &str) -> Self {
         let key = rcgen::KeyPair::generate().expect("key generation failed");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("certificate parameters");
-        params.distinguished_name.push(rcgen::DnType::CommonName, common_name);
+        let mut params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).expect("certificate parameters");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
         let cert = params.self_signed(&key).expect("self-signing failed");
-        Self { cert_pem: cert.pem(), key_pem: key.serialize_pem(), cert_der: cert.der().to_vec() }
+        Self {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            cert_der: cert.der().to_vec(),
+        }
     }
 
     /// The RFC 8705 §3.1 thumbprint: base64url(SHA-256(DER)).
     #[must_use]
     pub fn x5t_s256(&self) -> String {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&self.cert_der))
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(&self.cert_der))
     }
 
     /// The identity for a reqwest client.

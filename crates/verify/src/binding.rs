@@ -36,9 +36,18 @@ impl Binding {
     /// # Errors
     /// [`BindingError::Unbound`] or [`BindingError::Ambiguous`].
     pub fn from_claims(claims: &Map<String, Value>) -> Result<Self, BindingError> {
-        let cnf = claims.get("cnf").and_then(Value::as_object).ok_or(BindingError::Unbound)?;
-        let x5t = cnf.get("x5t#S256").and_then(Value::as_str).filter(|s| !s.is_empty());
-        let jkt = cnf.get("jkt").and_then(Value::as_str).filter(|s| !s.is_empty());
+        let cnf = claims
+            .get("cnf")
+            .and_then(Value::as_object)
+            .ok_or(BindingError::Unbound)?;
+        let x5t = cnf
+            .get("x5t#S256")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
+        let jkt = cnf
+            .get("jkt")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
         match (x5t, jkt) {
             (Some(x5t), None) => Ok(Binding::Certificate(x5t.to_owned())),
             (None, Some(jkt)) => Ok(Binding::DpopKey(jkt.to_owned())),
@@ -52,7 +61,11 @@ impl Binding {
     ///
     /// # Errors
     /// [`BindingError::CertificateMismatch`] or [`BindingError::DpopKeyMismatch`].
-    pub fn check(&self, presented_x5t: Option<&str>, presented_jkt: Option<&str>) -> Result<(), BindingError> {
+    pub fn check(
+        &self,
+        presented_x5t: Option<&str>,
+        presented_jkt: Option<&str>,
+    ) -> Result<(), BindingError> {
         let (expected, presented, mismatch) = match self {
             Binding::Certificate(x5t) => (x5t, presented_x5t, BindingError::CertificateMismatch),
             Binding::DpopKey(jkt) => (jkt, presented_jkt, BindingError::DpopKeyMismatch),
@@ -76,26 +89,48 @@ mod tests {
     fn certificate_bound_token_needs_the_same_certificate() {
         let der = b"certificate";
         let x5t = portcullis_jose::x5t_sha256(der);
-        let binding = Binding::from_claims(&claims(&format!(r#"{{"cnf":{{"x5t#S256":"{x5t}"}}}}"#))).unwrap();
+        let binding =
+            Binding::from_claims(&claims(&format!(r#"{{"cnf":{{"x5t#S256":"{x5t}"}}}}"#))).unwrap();
         assert_eq!(binding.check(Some(&x5t), None), Ok(()));
         let other = portcullis_jose::x5t_sha256(b"another certificate");
-        assert_eq!(binding.check(Some(&other), None), Err(BindingError::CertificateMismatch));
-        assert_eq!(binding.check(None, Some(&x5t)), Err(BindingError::CertificateMismatch));
+        assert_eq!(
+            binding.check(Some(&other), None),
+            Err(BindingError::CertificateMismatch)
+        );
+        assert_eq!(
+            binding.check(None, Some(&x5t)),
+            Err(BindingError::CertificateMismatch)
+        );
     }
 
     #[test]
     fn dpop_bound_token_needs_the_same_key() {
         let binding = Binding::from_claims(&claims(r#"{"cnf":{"jkt":"abc"}}"#)).unwrap();
         assert_eq!(binding.check(None, Some("abc")), Ok(()));
-        assert_eq!(binding.check(None, Some("abd")), Err(BindingError::DpopKeyMismatch));
-        assert_eq!(binding.check(Some("abc"), None), Err(BindingError::DpopKeyMismatch));
+        assert_eq!(
+            binding.check(None, Some("abd")),
+            Err(BindingError::DpopKeyMismatch)
+        );
+        assert_eq!(
+            binding.check(Some("abc"), None),
+            Err(BindingError::DpopKeyMismatch)
+        );
     }
 
     #[test]
     fn sp_5_3_2_1_4_unbound_and_ambiguous_tokens_are_refused() {
-        assert_eq!(Binding::from_claims(&claims(r#"{"sub":"x"}"#)), Err(BindingError::Unbound));
-        assert_eq!(Binding::from_claims(&claims(r#"{"cnf":{"x5t#S256":""}}"#)), Err(BindingError::Unbound));
-        assert_eq!(Binding::from_claims(&claims(r#"{"cnf":"x"}"#)), Err(BindingError::Unbound));
+        assert_eq!(
+            Binding::from_claims(&claims(r#"{"sub":"x"}"#)),
+            Err(BindingError::Unbound)
+        );
+        assert_eq!(
+            Binding::from_claims(&claims(r#"{"cnf":{"x5t#S256":""}}"#)),
+            Err(BindingError::Unbound)
+        );
+        assert_eq!(
+            Binding::from_claims(&claims(r#"{"cnf":"x"}"#)),
+            Err(BindingError::Unbound)
+        );
         assert_eq!(
             Binding::from_claims(&claims(r#"{"cnf":{"jkt":"a","x5t#S256":"b"}}"#)),
             Err(BindingError::Ambiguous)

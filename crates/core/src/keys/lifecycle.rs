@@ -54,11 +54,11 @@ pub struct RetentionPolicy {
 
 /// The state of every key at `now`, in the order given.
 #[must_use]
-pub fn classify<'a>(
-    keys: &'a [StoredSigningKey],
+pub fn classify(
+    keys: &[StoredSigningKey],
     now: OffsetDateTime,
     policy: RetentionPolicy,
-) -> Vec<(&'a StoredSigningKey, KeyState)> {
+) -> Vec<(&StoredSigningKey, KeyState)> {
     keys.iter()
         .map(|key| {
             // The keys of the same algorithm that activated after this one and by now.

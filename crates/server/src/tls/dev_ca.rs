@@ -118,6 +118,7 @@ mod tests {
         let verifier = rustls::client::WebPkiServerVerifier::builder(std::sync::Arc::new(roots))
             .build()
             .unwrap();
+        use rustls::client::danger::ServerCertVerifier as _;
         for name in ["localhost", "127.0.0.1"] {
             verifier
                 .verify_server_cert(
