@@ -86,3 +86,15 @@ async fn an_oversized_body_is_refused_with_413() {
         .unwrap();
     assert_eq!(response.status(), 413);
 }
+
+#[tokio::test]
+async fn readyz_turns_unavailable_when_the_database_goes_away() {
+    let mut f = Fixture::start(Backend::Postgres).await;
+    assert_eq!(f.app.get_json("/readyz").await.0, 200);
+    f.db.destroy().await;
+    let (status, _, body) = f.app.get_json("/readyz").await;
+    assert_eq!(status, 503);
+    assert_eq!(body["status"], "unavailable");
+    // Liveness is not readiness: the process still answers.
+    assert_eq!(f.app.get_json("/healthz").await.0, 200);
+}

@@ -161,3 +161,66 @@ async fn rfc_9440_client_cert_header_from_a_trusted_proxy_is_believed() {
     assert_eq!(seen["x5t#S256"], forwarded.x5t_s256());
     assert_eq!(seen["source"], "proxy");
 }
+
+#[tokio::test]
+async fn a_connection_that_never_starts_its_handshake_is_closed_after_the_timeout() {
+    use tokio::io::AsyncReadExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = portcullis_testkit::app::Options::new(dir.path());
+    options.env = vec![("PORTCULLIS_TLS__HANDSHAKE_TIMEOUT_SECS".into(), "1".into())];
+    let app = portcullis_testkit::app::App::spawn(options).await;
+    let mut idle = TcpStream::connect(app.listen).await.unwrap();
+    let mut buf = [0u8; 1];
+    // The server closes the socket (EOF) once the one-second handshake timeout passes.
+    let read = tokio::time::timeout(std::time::Duration::from_secs(20), idle.read(&mut buf))
+        .await
+        .expect("the server kept an idle pre-handshake connection open");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    // And it still serves others.
+    assert_eq!(app.get_json("/healthz").await.0, 200);
+}
+
+#[tokio::test]
+async fn websocket_upgrades_pass_through_the_accept_loop() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let f = Fixture::start(Backend::Sqlite).await;
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots(f.app.ca_pem.as_ref().unwrap()))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = TcpStream::connect(f.app.listen).await.unwrap();
+    let mut tls = TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let request = format!(
+        "GET /__test/ws HTTP/1.1\r\nHost: localhost:{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        f.app.listen.port()
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tls.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // RFC 6455 §1.3: the accept value for the sample nonce.
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
+
+    // A masked text frame "ping" (RFC 6455 §5.2), echoed back unmasked.
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![0x81, 0x80 | 4];
+    frame.extend_from_slice(&mask);
+    frame.extend(b"ping".iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+    tls.write_all(&frame).await.unwrap();
+    let mut echo = [0u8; 6];
+    tls.read_exact(&mut echo).await.unwrap();
+    assert_eq!(&echo, b"\x81\x04ping");
+}

@@ -98,6 +98,25 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// Drops a PostgreSQL database now, ending every connection to it: the database "goes away"
+    /// under a running server.
+    pub async fn destroy(&mut self) {
+        let Some(name) = self.postgres_name.take() else {
+            return;
+        };
+        let admin = postgres_admin_url();
+        let mut conn = PgConnectOptions::from_str(&admin)
+            .expect("admin URL")
+            .connect()
+            .await
+            .expect("connect");
+        conn.execute(format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#).as_str())
+            .await
+            .expect("DROP DATABASE failed");
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let Some(name) = self.postgres_name.take() else {

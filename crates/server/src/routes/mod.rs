@@ -5,6 +5,8 @@ pub mod health;
 pub mod jwks;
 #[cfg(feature = "test-hooks")]
 pub mod test_hooks;
+#[cfg(test)]
+pub(crate) mod tests;
 
 use axum::Router;
 use axum::routing::get;

@@ -4,7 +4,8 @@
 //!   end-to-end tests of expiry drive the clock instead of sleeping);
 //! - `POST /__test/sign` `{"alg": "ES256", "claims": {...}}` signs with the active key, so tests
 //!   can check what the JWKS verifies before the endpoints that sign exist;
-//! - `GET /__test/client-cert` echoes the `x5t#S256` of the request's client certificate.
+//! - `GET /__test/client-cert` echoes the `x5t#S256` of the request's client certificate;
+//! - `GET /__test/ws` is a WebSocket echo, proving the accept loop carries upgrades.
 
 #[cfg(not(debug_assertions))]
 compile_error!("the test-hooks feature must never be part of a release build");
@@ -28,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .route("/__test/clock", post(advance_clock))
         .route("/__test/sign", post(sign))
         .route("/__test/client-cert", get(client_cert))
+        .route("/__test/ws", get(websocket_echo))
 }
 
 #[derive(Deserialize)]
@@ -74,5 +76,17 @@ async fn client_cert(certificate: Option<Extension<Arc<ClientCertificate>>>) -> 
             "source": match c.source() { CertificateSource::Handshake => "handshake", CertificateSource::TrustedProxy => "proxy" },
         }),
         None => json!({"x5t#S256": null}),
+    })
+}
+
+async fn websocket_echo(upgrade: axum::extract::ws::WebSocketUpgrade) -> axum::response::Response {
+    upgrade.on_upgrade(|mut socket| async move {
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, axum::extract::ws::Message::Close(_))
+                || socket.send(message).await.is_err()
+            {
+                break;
+            }
+        }
     })
 }
