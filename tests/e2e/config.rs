@@ -1,23 +1,18 @@
 //! Bad configuration stops start-up with a message naming the problem and a non-zero exit code.
 
-use portcullis_testkit::app::{Build, run_cli};
+use portcullis_testkit::app::{Build, CliOutput, EPHEMERAL_LISTENERS, run_cli};
+
+/// `portcullis serve` on a fresh data directory with ephemeral listeners.
+async fn serve(data_dir: &str, extra: &[&str], env: &[(&str, &str)]) -> CliOutput {
+    let mut args = vec!["serve", "--data-dir", data_dir];
+    args.extend_from_slice(&EPHEMERAL_LISTENERS);
+    args.extend_from_slice(extra);
+    run_cli(Build::Plain, &args, env).await
+}
 
 async fn serve_fails(extra: &[&str], env: &[(&str, &str)]) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().to_str().unwrap().to_owned();
-    let mut args = vec![
-        "serve",
-        "--data-dir",
-        &data_dir,
-        "--listen",
-        "127.0.0.1:0",
-        "--mtls-listen",
-        "127.0.0.1:0",
-        "--metrics-listen",
-        "127.0.0.1:0",
-    ];
-    args.extend_from_slice(extra);
-    let out = run_cli(Build::Plain, &args, env).await;
+    let out = serve(dir.path().to_str().unwrap(), extra, env).await;
     assert_eq!(
         out.status.code(),
         Some(2),
@@ -114,22 +109,7 @@ async fn a_kek_that_does_not_open_the_stored_keys_stops_start_up() {
     assert!(out.status.success(), "{}", out.stderr);
     // 32 bytes, but not the KEK that encrypted the keys.
     let other = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
-    let out = run_cli(
-        Build::Plain,
-        &[
-            "serve",
-            "--data-dir",
-            data_dir,
-            "--listen",
-            "127.0.0.1:0",
-            "--mtls-listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ],
-        &[("PORTCULLIS_KEYS__KEK", other)],
-    )
-    .await;
+    let out = serve(data_dir, &[], &[("PORTCULLIS_KEYS__KEK", other)]).await;
     assert!(!out.status.success());
     assert!(
         out.stderr.contains("different key-encryption key"),

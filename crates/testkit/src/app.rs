@@ -27,6 +27,16 @@ pub enum Build {
     Plain,
 }
 
+/// `serve` options that put every listener on a free loopback port.
+pub const EPHEMERAL_LISTENERS: [&str; 6] = [
+    "--listen",
+    "127.0.0.1:0",
+    "--mtls-listen",
+    "127.0.0.1:0",
+    "--metrics-listen",
+    "127.0.0.1:0",
+];
+
 /// The path of the binary.
 #[must_use]
 pub fn binary(build: Build) -> PathBuf {
@@ -157,14 +167,7 @@ impl App {
             .arg("serve")
             .arg("--data-dir")
             .arg(&options.data_dir)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--mtls-listen",
-                "127.0.0.1:0",
-                "--metrics-listen",
-                "127.0.0.1:0",
-            ])
+            .args(EPHEMERAL_LISTENERS)
             .args(&options.args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -63,6 +63,14 @@ pub fn load_or_create(
 
 fn create(dir: &Path, files: &DevCaFiles, now: OffsetDateTime) -> Result<(), TlsError> {
     crate::fs::create_private_dir(dir).map_err(dev_error)?;
+    // An earlier start that died half-way may have left some of the files: start clean.
+    for stale in [&files.ca_cert, &files.server_cert, &files.server_key] {
+        match std::fs::remove_file(stale) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(dev_error(e)),
+        }
+    }
 
     let ca_key = KeyPair::generate().map_err(dev_error)?;
     let mut ca = CertificateParams::default();
@@ -130,6 +138,11 @@ mod tests {
                 )
                 .unwrap();
         }
+        // A half-written set (no CA file) is replaced whole.
+        std::fs::remove_file(&files.ca_cert).unwrap();
+        let (third, _) = load_or_create(&tls, OffsetDateTime::now_utc()).unwrap();
+        assert_ne!(third.chain, first.chain);
+
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;

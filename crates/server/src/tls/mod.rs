@@ -144,6 +144,8 @@ pub fn server_config(
     };
     let mut config = builder.with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // RFC 9325 §4.2: the server's cipher-suite preference (AES-256-GCM first) wins.
+    config.ignore_client_order = true;
     Ok(Arc::new(config))
 }
 
