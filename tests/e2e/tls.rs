@@ -184,28 +184,14 @@ async fn a_connection_that_never_starts_its_handshake_is_closed_after_the_timeou
 async fn websocket_upgrades_pass_through_the_accept_loop() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let f = Fixture::start(Backend::Sqlite).await;
-    let mut config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots(f.app.ca_pem.as_ref().unwrap()))
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tcp = TcpStream::connect(f.app.listen).await.unwrap();
-    let mut tls = TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let mut tls = http1_connect(&f.app).await;
     let request = format!(
         "GET /__test/ws HTTP/1.1\r\nHost: localhost:{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
         f.app.listen.port()
     );
     tls.write_all(request.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        tls.read_exact(&mut byte).await.unwrap();
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap();
+    let head = read_head(&mut tls).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     // RFC 6455 §1.3: the accept value for the sample nonce.
     assert!(
@@ -223,4 +209,46 @@ async fn websocket_upgrades_pass_through_the_accept_loop() {
     let mut echo = [0u8; 6];
     tls.read_exact(&mut echo).await.unwrap();
     assert_eq!(&echo, b"\x81\x04ping");
+}
+
+/// A TLS connection to the main listener speaking HTTP/1.1 (ALPN), for hand-written requests.
+async fn http1_connect(
+    app: &portcullis_testkit::app::App,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots(app.ca_pem.as_ref().unwrap()))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = TcpStream::connect(app.listen).await.unwrap();
+    TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// Reads a response head up to the blank line.
+async fn read_head(tls: &mut tokio_rustls::client::TlsStream<TcpStream>) -> String {
+    use tokio::io::AsyncReadExt as _;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tls.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+#[tokio::test]
+async fn an_oversized_request_head_is_refused_with_431() {
+    use tokio::io::AsyncWriteExt as _;
+    let f = Fixture::start(Backend::Sqlite).await;
+    let mut tls = http1_connect(&f.app).await;
+    // limits.max_header_bytes is 16 KiB by default.
+    let request = format!(
+        "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Padding: {}\r\n\r\n",
+        "a".repeat(32 * 1024)
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let head = read_head(&mut tls).await;
+    assert!(head.starts_with("HTTP/1.1 431"), "{head}");
 }
