@@ -96,8 +96,56 @@ async fn an_http_issuer_is_refused() {
     );
 }
 
+/// `keys list` on a data directory: the listed key lines.
+async fn key_lines(data_dir: &str) -> Vec<String> {
+    let out = run_cli(Build::Plain, &["keys", "list", "--data-dir", data_dir], &[]).await;
+    assert!(out.status.success(), "{}", out.stderr);
+    out.stdout.lines().skip(1).map(str::to_owned).collect()
+}
+
 #[tokio::test]
-async fn a_kek_that_does_not_open_the_stored_keys_stops_start_up() {
+async fn a_kek_that_does_not_open_the_stored_keys_stops_start_up_and_rotation_without_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let mut options = portcullis_testkit::app::Options::new(dir.path());
+    options.build = Build::Plain;
+    portcullis_testkit::app::App::spawn(options)
+        .await
+        .stop()
+        .await;
+    let before = key_lines(data_dir).await;
+    assert_eq!(before.len(), 3);
+
+    // 32 bytes, but not the KEK that encrypted the keys.
+    let other = [(
+        "PORTCULLIS_KEYS__KEK",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+    )];
+    let out = serve(data_dir, &[], &other).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        out.stderr.contains("different key-encryption key"),
+        "{}",
+        out.stderr
+    );
+    let out = run_cli(
+        Build::Plain,
+        &["keys", "rotate", "--data-dir", data_dir],
+        &other,
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("different key-encryption key"),
+        "{}",
+        out.stderr
+    );
+    // Nothing was added under the wrong KEK.
+    assert_eq!(key_lines(data_dir).await, before);
+}
+
+#[tokio::test]
+async fn keys_rotate_never_invents_a_kek() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().to_str().unwrap();
     let out = run_cli(
@@ -106,14 +154,11 @@ async fn a_kek_that_does_not_open_the_stored_keys_stops_start_up() {
         &[],
     )
     .await;
-    assert!(out.status.success(), "{}", out.stderr);
-    // 32 bytes, but not the KEK that encrypted the keys.
-    let other = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
-    let out = serve(data_dir, &[], &[("PORTCULLIS_KEYS__KEK", other)]).await;
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2));
     assert!(
-        out.stderr.contains("different key-encryption key"),
+        out.stderr.contains("keys.kek_file") && out.stderr.contains("does not exist"),
         "{}",
         out.stderr
     );
+    assert!(!dir.path().join("kek.key").exists());
 }

@@ -185,7 +185,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             crate::telemetry::init(&config.log);
             let store = open_store(&config).await?;
             let rng: Arc<dyn Rng> = Arc::new(SystemRng::new());
-            let kek = Arc::new(keys::load_kek(&config, rng.as_ref()).map_err(StartError::from)?);
+            let kek = Arc::new(
+                keys::load_kek(&config, rng.as_ref(), keys::MissingKek::Refuse)
+                    .map_err(StartError::from)?,
+            );
             let algs = if args.algs.is_empty() {
                 config.keys.algorithms.clone()
             } else {

@@ -80,12 +80,26 @@ impl KeyTiming {
     }
 }
 
+/// Whether a missing development KEK file may be created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingKek {
+    /// `serve` on a fresh data directory: generate it, with a warning.
+    Generate,
+    /// `keys rotate`: the keys must be encrypted under the KEK the servers use, so a missing file
+    /// is an error rather than a reason to invent a KEK no server has.
+    Refuse,
+}
+
 /// Loads the KEK: `keys.kek`, else `keys.kek_file`, else `<data_dir>/kek.key`, generated on
-/// first use with a warning.
+/// first use with a warning when `missing` allows it.
 ///
 /// # Errors
 /// [`KeyServiceError::Kek`] naming the key whose value is unusable.
-pub fn load_kek(config: &Config, rng: &dyn Rng) -> Result<KeyEncryptionKey, KeyServiceError> {
+pub fn load_kek(
+    config: &Config,
+    rng: &dyn Rng,
+    missing: MissingKek,
+) -> Result<KeyEncryptionKey, KeyServiceError> {
     let kek_error = |key: &'static str, message: String| KeyServiceError::Kek { key, message };
     if let Some(secret) = &config.keys.kek {
         return KeyEncryptionKey::from_base64(secret.expose())
@@ -95,6 +109,15 @@ pub fn load_kek(config: &Config, rng: &dyn Rng) -> Result<KeyEncryptionKey, KeyS
         return read_kek(path).map_err(|m| kek_error("keys.kek_file", m));
     }
     let path = default_kek_path(&config.data_dir);
+    if !path.exists() && missing == MissingKek::Refuse {
+        return Err(kek_error(
+            "keys.kek_file",
+            format!(
+                "{} does not exist; give the key-encryption key the servers use (keys.kek_file, PORTCULLIS_KEYS__KEK or --data-dir)",
+                path.display()
+            ),
+        ));
+    }
     if !path.exists() {
         crate::fs::create_private_dir(&config.data_dir)
             .map_err(|e| kek_error("data_dir", format!("{}: {e}", config.data_dir.display())))?;
@@ -130,6 +153,26 @@ fn read_kek(path: &Path) -> Result<KeyEncryptionKey, String> {
         std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
     );
     KeyEncryptionKey::from_base64(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Checks that `kek` opens the keys in use, before anything is written under it: a KEK that
+/// differs from the one the servers use would otherwise add keys no server can open.
+///
+/// # Errors
+/// [`KeyServiceError::Key`] with the reason the key did not open.
+fn check_kek(
+    existing: &[StoredSigningKey],
+    kek: &KeyEncryptionKey,
+    now: OffsetDateTime,
+    timing: KeyTiming,
+) -> Result<(), KeyServiceError> {
+    let in_use = classify(existing, now, timing.retention)
+        .into_iter()
+        .find(|(_, state)| matches!(state, KeyState::Next | KeyState::Active));
+    if let Some((key, _)) = in_use {
+        key.open(kek)?;
+    }
+    Ok(())
 }
 
 /// A key and its state, for listings.
@@ -185,6 +228,7 @@ pub async fn bootstrap(
     let timing = KeyTiming::from_config(config);
     let now = clock.now();
     let existing = store.signing_keys().list().await?;
+    check_kek(&existing, kek, now, timing)?;
     let missing: Vec<SigningAlg> = config
         .algorithms
         .iter()
@@ -237,6 +281,7 @@ pub async fn rotate(
     let timing = KeyTiming::from_config(config);
     let now = clock.now();
     let existing = store.signing_keys().list().await?;
+    check_kek(&existing, kek, now, timing)?;
     for (key, state) in classify(&existing, now, timing.retention) {
         if state == KeyState::Expired {
             store.signing_keys().remove(&key.kid).await?;

@@ -56,6 +56,9 @@ impl StartError {
             StartError::Config(_)
                 | StartError::Tls(TlsError::File { .. })
                 | StartError::Keys(KeyServiceError::Kek { .. })
+                | StartError::Keys(KeyServiceError::Key(portcullis_core::keys::KeyError::Kek(
+                    portcullis_core::keys::KekError::WrongKek
+                )))
                 | StartError::Store(portcullis_store::ConnectError::BadUrl(_))
         )
     }
@@ -137,7 +140,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     };
     let store = portcullis_store::connect_and_migrate(&config.database_url(), &pool).await?;
 
-    let kek = Arc::new(keys::load_kek(&config, rng.as_ref())?);
+    let kek = Arc::new(keys::load_kek(
+        &config,
+        rng.as_ref(),
+        keys::MissingKek::Generate,
+    )?);
     keys::bootstrap(store.as_ref(), &kek, &rng, clock.as_ref(), &config.keys).await?;
     let key_service =
         Arc::new(KeyService::load(store.clone(), kek, clock.clone(), &config.keys).await?);
