@@ -111,11 +111,7 @@ async fn rfc_8705_a_client_certificate_reaches_the_handler_as_its_x5t_s256() {
 async fn rfc_9440_client_cert_header_from_an_untrusted_peer_is_ignored() {
     let f = Fixture::start(Backend::Sqlite).await;
     let forged = ClientIdentity::self_signed("forged");
-    use base64::Engine as _;
-    let header = format!(
-        ":{}:",
-        base64::engine::general_purpose::STANDARD.encode(&forged.cert_der)
-    );
+    let header = client_cert_header(&forged);
     let seen: serde_json::Value = f
         .app
         .client(None)
@@ -143,11 +139,7 @@ async fn rfc_9440_client_cert_header_from_a_trusted_proxy_is_believed() {
     )];
     let app = portcullis_testkit::app::App::spawn(options).await;
     let forwarded = ClientIdentity::self_signed("behind-proxy");
-    use base64::Engine as _;
-    let header = format!(
-        ":{}:",
-        base64::engine::general_purpose::STANDARD.encode(&forwarded.cert_der)
-    );
+    let header = client_cert_header(&forwarded);
     let seen: serde_json::Value = app
         .client(None)
         .get(app.url("/__test/client-cert"))
@@ -251,4 +243,13 @@ async fn an_oversized_request_head_is_refused_with_431() {
     tls.write_all(request.as_bytes()).await.unwrap();
     let head = read_head(&mut tls).await;
     assert!(head.starts_with("HTTP/1.1 431"), "{head}");
+}
+
+/// An RFC 9440 `Client-Cert` header value: the DER as a structured-field byte sequence.
+fn client_cert_header(identity: &ClientIdentity) -> String {
+    use base64::Engine as _;
+    format!(
+        ":{}:",
+        base64::engine::general_purpose::STANDARD.encode(&identity.cert_der)
+    )
 }

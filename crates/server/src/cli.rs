@@ -8,7 +8,6 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use portcullis_core::{Rng, SystemClock, SystemRng};
 use portcullis_jose::SigningAlg;
-use portcullis_store::PoolOptions;
 
 use crate::config::{Config, ConfigError, Overrides};
 use crate::keys;
@@ -243,23 +242,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 async fn open_store(config: &Config) -> Result<Arc<dyn portcullis_core::store::Store>, CliError> {
-    if config.database_url.is_none() {
-        crate::fs::create_private_dir(&config.data_dir).map_err(|e| {
-            ConfigError::new(
-                "data_dir",
-                format!("cannot create {}: {e}", config.data_dir.display()),
-            )
-        })?;
-    }
-    let pool = PoolOptions {
-        max_connections: 2,
-        ..PoolOptions::default()
-    };
-    Ok(
-        portcullis_store::connect_and_migrate(&config.database_url(), &pool)
-            .await
-            .map_err(StartError::from)?,
-    )
+    // A command needs a connection or two, not a server's pool.
+    Ok(serve::open_store(config, 2).await?)
 }
 
 fn rfc3339(at: time::OffsetDateTime) -> String {

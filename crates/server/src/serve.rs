@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use portcullis_core::store::Store;
 use portcullis_core::{Clock, Rng, SystemRng};
 use portcullis_store::PoolOptions;
 use tokio::net::TcpListener;
@@ -112,6 +113,30 @@ impl Running {
     }
 }
 
+/// Opens the configured store and applies pending migrations, creating the data directory first
+/// when the embedded default needs it (the SQLite file, the development CA, the KEK).
+///
+/// # Errors
+/// [`StartError`] if the directory cannot be made or the database opened or migrated.
+pub async fn open_store(
+    config: &Config,
+    max_connections: u32,
+) -> Result<Arc<dyn Store>, StartError> {
+    if config.database_url.is_none() || config.tls.cert_file.is_none() {
+        crate::fs::create_private_dir(&config.data_dir).map_err(|e| {
+            ConfigError::new(
+                "data_dir",
+                format!("cannot create {}: {e}", config.data_dir.display()),
+            )
+        })?;
+    }
+    let pool = PoolOptions {
+        max_connections,
+        acquire_timeout: Duration::from_secs(config.database.acquire_timeout_secs),
+    };
+    Ok(portcullis_store::connect_and_migrate(&config.database_url(), &pool).await?)
+}
+
 /// Starts everything and returns once all listeners are bound.
 ///
 /// # Errors
@@ -126,19 +151,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let clock = clock();
     let rng: Arc<dyn Rng> = Arc::new(SystemRng::new());
 
-    if config.database_url.is_none() || config.tls.cert_file.is_none() {
-        crate::fs::create_private_dir(&config.data_dir).map_err(|e| {
-            ConfigError::new(
-                "data_dir",
-                format!("cannot create {}: {e}", config.data_dir.display()),
-            )
-        })?;
-    }
-    let pool = PoolOptions {
-        max_connections: config.database.max_connections,
-        acquire_timeout: Duration::from_secs(config.database.acquire_timeout_secs),
-    };
-    let store = portcullis_store::connect_and_migrate(&config.database_url(), &pool).await?;
+    let store = open_store(&config, config.database.max_connections).await?;
 
     let kek = Arc::new(keys::load_kek(
         &config,
