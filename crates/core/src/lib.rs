@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod clock;
+pub mod dpop;
 pub mod error;
 pub mod keys;
 pub mod rng;

@@ -144,6 +144,23 @@ impl SigningKey {
         let payload = serde_json::to_vec(claims).map_err(internal)?;
         jws::serialize_compact(&payload, &header, self.signer.as_ref()).map_err(internal)
     }
+
+    /// Signs `claims` with a caller-made protected header (for example a DPoP proof's `typ` and
+    /// `jwk`, or a client's assertion). `alg` is always this key's; nothing else is added.
+    ///
+    /// # Errors
+    /// [`JoseError::Malformed`] for a header josekit refuses; [`JoseError::Internal`] if signing fails.
+    pub fn sign_jwt_with_header(
+        &self,
+        header: &Map<String, Value>,
+        claims: &Map<String, Value>,
+    ) -> Result<String, JoseError> {
+        let mut jws_header =
+            JwsHeader::from_map(header.clone()).map_err(|e| JoseError::Malformed(e.to_string()))?;
+        jws_header.set_algorithm(self.alg.as_str());
+        let payload = serde_json::to_vec(claims).map_err(internal)?;
+        jws::serialize_compact(&payload, &jws_header, self.signer.as_ref()).map_err(internal)
+    }
 }
 
 fn invalid(e: impl fmt::Display) -> JoseError {
@@ -202,12 +219,7 @@ pub fn verify_jwt(
     jwks: &Jwks,
     allowed: &[SigningAlg],
 ) -> Result<VerifiedJwt, JoseError> {
-    let header = decode_unverified_header(token)?;
-    let alg_name = header.get("alg").and_then(Value::as_str).unwrap_or("none");
-    let alg = SigningAlg::parse(alg_name)?;
-    if !allowed.contains(&alg) {
-        return Err(JoseError::UnsupportedAlgorithm(alg_name.to_owned()));
-    }
+    let (header, alg) = checked_header(token, allowed)?;
     let kid = header.get("kid").and_then(Value::as_str);
     let candidates = jwks.candidates(kid, alg);
     if candidates.is_empty() {
@@ -218,28 +230,74 @@ pub fn verify_jwt(
     }
     let mut last_error = JoseError::BadSignature;
     for key in candidates {
-        if let Err(e) = key.check_strength(alg) {
-            last_error = e;
-            continue;
-        }
-        let verifier = match verifier_for(alg, key) {
-            Ok(v) => v,
-            Err(e) => {
-                last_error = e;
-                continue;
-            }
-        };
-        if let Ok((payload, _)) = jws::deserialize_compact(token, verifier.as_ref()) {
-            let claims = serde_json::from_slice(&payload)
-                .map_err(|_| JoseError::Malformed("payload is not a JSON object".into()))?;
-            return Ok(VerifiedJwt {
-                alg,
-                header,
-                claims,
-            });
+        match verify_with_key(token, alg, &header, key) {
+            Ok(verified) => return Ok(verified),
+            Err(JoseError::Malformed(m)) => return Err(JoseError::Malformed(m)),
+            Err(e) => last_error = e,
         }
     }
     Err(last_error)
+}
+
+/// Verifies a compact JWS against the public key in its own `jwk` header, as DPoP proofs carry
+/// (RFC 9449 §4.2), accepting only the algorithms in `allowed`. The key must be a public key
+/// (RFC 9449 §4.3 step 7) that suits the algorithm and is strong enough (SP 5.4.1-2/3).
+///
+/// # Errors
+/// [`JoseError::UnsupportedAlgorithm`], [`JoseError::Malformed`], [`JoseError::InvalidKey`] (no
+/// `jwk`, or one with private members), [`JoseError::WeakKey`] or [`JoseError::BadSignature`].
+pub fn verify_with_embedded_jwk(
+    token: &str,
+    allowed: &[SigningAlg],
+) -> Result<(VerifiedJwt, PublicJwk), JoseError> {
+    let (header, alg) = checked_header(token, allowed)?;
+    let members = header
+        .get("jwk")
+        .and_then(Value::as_object)
+        .cloned()
+        .ok_or_else(|| JoseError::InvalidKey("the header has no jwk object".into()))?;
+    let key = PublicJwk::parse(members)?;
+    let verified = verify_with_key(token, alg, &header, &key)?;
+    Ok((verified, key))
+}
+
+/// The protected header, once its `alg` is on the allowlist and it asks for no extension we do
+/// not understand (RFC 7515 §4.1.11: an unknown `crit` entry makes the JWS invalid; we know none).
+fn checked_header(
+    token: &str,
+    allowed: &[SigningAlg],
+) -> Result<(Map<String, Value>, SigningAlg), JoseError> {
+    let header = decode_unverified_header(token)?;
+    let alg_name = header.get("alg").and_then(Value::as_str).unwrap_or("none");
+    let alg = SigningAlg::parse(alg_name)?;
+    if !allowed.contains(&alg) {
+        return Err(JoseError::UnsupportedAlgorithm(alg_name.to_owned()));
+    }
+    if header.contains_key("crit") {
+        return Err(JoseError::Malformed(
+            "critical header extensions are not supported".into(),
+        ));
+    }
+    Ok((header, alg))
+}
+
+fn verify_with_key(
+    token: &str,
+    alg: SigningAlg,
+    header: &Map<String, Value>,
+    key: &PublicJwk,
+) -> Result<VerifiedJwt, JoseError> {
+    key.check_strength(alg)?;
+    let verifier = verifier_for(alg, key)?;
+    let (payload, _) =
+        jws::deserialize_compact(token, verifier.as_ref()).map_err(|_| JoseError::BadSignature)?;
+    let claims = serde_json::from_slice(&payload)
+        .map_err(|_| JoseError::Malformed("payload is not a JSON object".into()))?;
+    Ok(VerifiedJwt {
+        alg,
+        header: header.clone(),
+        claims,
+    })
 }
 
 fn verifier_for(alg: SigningAlg, key: &PublicJwk) -> Result<Box<dyn JwsVerifier>, JoseError> {
@@ -346,6 +404,74 @@ mod tests {
         assert!(matches!(
             verify_jwt(&token, &jwks, &SigningAlg::ALL),
             Err(JoseError::KeyNotFound(_))
+        ));
+    }
+
+    /// A JWS with the given header and payload, signed by `key` (which need not match the header).
+    fn forge(key: &SigningKey, header: &Value, claims: &Value) -> String {
+        let mut jws_header = JwsHeader::from_map(header.as_object().unwrap().clone()).unwrap();
+        jws_header.set_algorithm(key.alg().as_str());
+        let payload = serde_json::to_vec(claims).unwrap();
+        jws::serialize_compact(&payload, &jws_header, key.signer.as_ref()).unwrap()
+    }
+
+    #[test]
+    fn embedded_jwk_verification_uses_the_header_key_and_refuses_private_or_missing_keys() {
+        let key = SigningKey::generate(SigningAlg::Es256, 2048).unwrap();
+        let public = Value::Object(key.public_jwk().unwrap().into());
+        let token = forge(
+            &key,
+            &serde_json::json!({"typ": "dpop+jwt", "jwk": public}),
+            &serde_json::json!({"jti": "1"}),
+        );
+        let (verified, jwk) = verify_with_embedded_jwk(&token, &SigningAlg::ALL).unwrap();
+        assert_eq!(verified.claims["jti"], "1");
+        assert_eq!(jwk.thumbprint().unwrap(), key.kid());
+
+        let private = Value::Object(key.private_jwk.as_ref().clone());
+        let token = forge(
+            &key,
+            &serde_json::json!({"jwk": private}),
+            &serde_json::json!({}),
+        );
+        assert!(matches!(
+            verify_with_embedded_jwk(&token, &SigningAlg::ALL),
+            Err(JoseError::InvalidKey(_))
+        ));
+
+        let token = forge(&key, &serde_json::json!({}), &serde_json::json!({}));
+        assert!(matches!(
+            verify_with_embedded_jwk(&token, &SigningAlg::ALL),
+            Err(JoseError::InvalidKey(_))
+        ));
+
+        // Signed by one key, claiming another's public key.
+        let other = SigningKey::generate(SigningAlg::Es256, 2048).unwrap();
+        let token = forge(
+            &other,
+            &serde_json::json!({"jwk": public}),
+            &serde_json::json!({}),
+        );
+        assert_eq!(
+            verify_with_embedded_jwk(&token, &SigningAlg::ALL).unwrap_err(),
+            JoseError::BadSignature
+        );
+    }
+
+    #[test]
+    fn rfc_7515_unknown_critical_extensions_are_refused() {
+        let key = SigningKey::generate(SigningAlg::EdDsa, 2048).unwrap();
+        let jwks = Jwks {
+            keys: vec![key.public_jwk().unwrap()],
+        };
+        let token = forge(
+            &key,
+            &serde_json::json!({"kid": key.kid(), "crit": ["exp"], "exp": 1}),
+            &serde_json::json!({}),
+        );
+        assert!(matches!(
+            verify_jwt(&token, &jwks, &SigningAlg::ALL),
+            Err(JoseError::Malformed(_))
         ));
     }
 

@@ -12,5 +12,7 @@ mod thumbprint;
 pub use alg::SigningAlg;
 pub use error::JoseError;
 pub use jwk::{Jwks, PublicJwk};
-pub use jws::{SigningKey, VerifiedJwt, decode_unverified_header, verify_jwt};
+pub use jws::{
+    SigningKey, VerifiedJwt, decode_unverified_header, verify_jwt, verify_with_embedded_jwk,
+};
 pub use thumbprint::{jwk_thumbprint_sha256, x5t_sha256};
