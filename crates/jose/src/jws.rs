@@ -83,14 +83,16 @@ impl SigningKey {
         let public = public_members(&private_jwk);
         PublicJwk::parse(public.clone())?.check_strength(alg)?;
         let kid = jwk_thumbprint_sha256(&public)?;
-        private_jwk.set_key_id(kid.clone());
         private_jwk.set_algorithm(alg.as_str());
         private_jwk.set_key_use("sig");
+        // The signer is made before the JWK gets its kid: josekit would otherwise write that kid
+        // into every header, and headers are ours to compose.
         let signer: Box<dyn JwsSigner> = match alg {
             SigningAlg::Ps256 => Box::new(PS256.signer_from_jwk(&private_jwk).map_err(invalid)?),
             SigningAlg::Es256 => Box::new(ES256.signer_from_jwk(&private_jwk).map_err(invalid)?),
             SigningAlg::EdDsa => Box::new(EdDSA.signer_from_jwk(&private_jwk).map_err(invalid)?),
         };
+        private_jwk.set_key_id(kid.clone());
         Ok(Self {
             alg,
             kid,
@@ -302,8 +304,10 @@ fn verify_with_key(
 
 fn verifier_for(alg: SigningAlg, key: &PublicJwk) -> Result<Box<dyn JwsVerifier>, JoseError> {
     let mut members = key.members().clone();
-    // josekit refuses a key whose `alg` differs from the verifier's; `suits` already checked it.
+    // josekit refuses a key whose `alg` differs from the verifier's, and a header whose `kid`
+    // differs from the key's; key selection by `kid` and `alg` happened before (SP 5.4.3).
     members.remove("alg");
+    members.remove("kid");
     let jwk = Jwk::from_map(members).map_err(invalid)?;
     Ok(match alg {
         SigningAlg::Ps256 => Box::new(PS256.verifier_from_jwk(&jwk).map_err(invalid)?),
