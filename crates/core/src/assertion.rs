@@ -109,12 +109,12 @@ pub fn verify_client_assertion(
     }
     // Checklist #19: iat and nbf no further ahead than the allowed skew.
     for name in ["iat", "nbf"] {
-        if let Some(at) = timestamp(claims, name)? {
-            if at > now + policy.max_future_skew {
-                return Err(refuse(format!(
-                    "client assertion {name} is in the future (FAPI2 SP 5.3.2.1-13)"
-                )));
-            }
+        if let Some(at) = timestamp(claims, name)?
+            && at > now + policy.max_future_skew
+        {
+            return Err(refuse(format!(
+                "client assertion {name} is in the future (FAPI2 SP 5.3.2.1-13)"
+            )));
         }
     }
     // OIDC Core §9: jti required, for single use.
