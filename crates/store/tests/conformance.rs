@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use portcullis_core::client::{Client, ClientId, ClientProfile};
 use portcullis_core::keys::{KeyEncryptionKey, StoredSigningKey};
-use portcullis_core::store::{Store, StoreError};
+use portcullis_core::store::{FirstUse, ReplayKey, ReplayKind, Store, StoreError};
 use portcullis_core::user::{PasswordHash, User, Username};
 use portcullis_core::{Rng as _, SeededRng};
 use portcullis_jose::SigningAlg;
@@ -191,6 +191,83 @@ mod suite {
         );
     }
 
+    fn assertion<'a>(client: &'a str, jti: &'a str) -> ReplayKey<'a> {
+        ReplayKey {
+            kind: ReplayKind::ClientAssertion,
+            issuer: client,
+            id: jti,
+        }
+    }
+
+    pub async fn replay_cache_accepts_an_identifier_once_until_it_expires(store: Arc<dyn Store>) {
+        let replay = store.replay();
+        let key = assertion("tpp-1", "jti-1");
+        assert_eq!(
+            replay.record(key, at(60), at(0)).await.unwrap(),
+            FirstUse::First
+        );
+        assert_eq!(
+            replay.record(key, at(60), at(1)).await.unwrap(),
+            FirstUse::Replayed
+        );
+        // The same jti from another client, or as another kind, is a different identifier.
+        assert_eq!(
+            replay
+                .record(assertion("tpp-2", "jti-1"), at(60), at(1))
+                .await
+                .unwrap(),
+            FirstUse::First
+        );
+        let dpop = ReplayKey {
+            kind: ReplayKind::DpopProof,
+            issuer: "tpp-1",
+            id: "jti-1",
+        };
+        assert_eq!(
+            replay.record(dpop, at(60), at(1)).await.unwrap(),
+            FirstUse::First
+        );
+        // Once the first use has expired, the entry no longer blocks (the token it guarded is
+        // itself expired by then).
+        assert_eq!(
+            replay.record(key, at(200), at(60)).await.unwrap(),
+            FirstUse::First
+        );
+        assert_eq!(
+            replay.record(key, at(200), at(61)).await.unwrap(),
+            FirstUse::Replayed
+        );
+
+        assert_eq!(replay.purge_expired(at(100)).await.unwrap(), 2);
+        assert_eq!(
+            replay.record(key, at(300), at(100)).await.unwrap(),
+            FirstUse::Replayed,
+            "unexpired entries survive a purge"
+        );
+    }
+
+    pub async fn replay_cache_lets_exactly_one_of_many_concurrent_uses_through(
+        store: Arc<dyn Store>,
+    ) {
+        let attempts = (0..16).map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .replay()
+                    .record(assertion("tpp-1", "raced"), at(60), at(0))
+                    .await
+                    .unwrap()
+            })
+        });
+        let mut firsts = 0;
+        for attempt in attempts {
+            if attempt.await.unwrap() == FirstUse::First {
+                firsts += 1;
+            }
+        }
+        assert_eq!(firsts, 1);
+    }
+
     pub async fn ping_answers(store: Arc<dyn Store>) {
         store.ping().await.unwrap();
     }
@@ -273,4 +350,6 @@ conformance!(
     clients_list_pages_in_id_order,
     users_are_unique_by_username_and_found_by_id_or_name,
     ping_answers,
+    replay_cache_accepts_an_identifier_once_until_it_expires,
+    replay_cache_lets_exactly_one_of_many_concurrent_uses_through,
 );

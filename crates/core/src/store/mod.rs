@@ -14,12 +14,14 @@
 
 mod clients;
 mod keys;
+mod replay;
 mod users;
 
 use std::fmt;
 
 pub use clients::ClientStore;
 pub use keys::SigningKeyStore;
+pub use replay::{FirstUse, ReplayKey, ReplayKind, ReplayStore};
 pub use users::UserStore;
 
 /// Which database a store runs on.
@@ -79,4 +81,7 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// The customer accounts.
     fn users(&self) -> &dyn UserStore;
+
+    /// The replay cache of single-use identifiers.
+    fn replay(&self) -> &dyn ReplayStore;
 }

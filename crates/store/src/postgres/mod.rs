@@ -2,9 +2,12 @@
 
 mod clients;
 mod keys;
+mod replay;
 mod users;
 
-use portcullis_core::store::{Backend, ClientStore, SigningKeyStore, Store, StoreError, UserStore};
+use portcullis_core::store::{
+    Backend, ClientStore, ReplayStore, SigningKeyStore, Store, StoreError, UserStore,
+};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
@@ -21,6 +24,7 @@ pub struct PgStore {
     keys: keys::PgSigningKeys,
     clients: clients::PgClients,
     users: users::PgUsers,
+    replay: replay::PgReplay,
 }
 
 impl PgStore {
@@ -49,6 +53,7 @@ impl PgStore {
             keys: keys::PgSigningKeys(pool.clone()),
             clients: clients::PgClients(pool.clone()),
             users: users::PgUsers(pool.clone()),
+            replay: replay::PgReplay(pool.clone()),
             pool,
         }
     }
@@ -89,5 +94,9 @@ impl Store for PgStore {
 
     fn users(&self) -> &dyn UserStore {
         &self.users
+    }
+
+    fn replay(&self) -> &dyn ReplayStore {
+        &self.replay
     }
 }

@@ -3,12 +3,15 @@
 
 mod clients;
 mod keys;
+mod replay;
 mod users;
 
 use std::str::FromStr as _;
 use std::time::Duration;
 
-use portcullis_core::store::{Backend, ClientStore, SigningKeyStore, Store, StoreError, UserStore};
+use portcullis_core::store::{
+    Backend, ClientStore, ReplayStore, SigningKeyStore, Store, StoreError, UserStore,
+};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use time::OffsetDateTime;
@@ -26,6 +29,7 @@ pub struct SqliteStore {
     keys: keys::SqliteSigningKeys,
     clients: clients::SqliteClients,
     users: users::SqliteUsers,
+    replay: replay::SqliteReplay,
 }
 
 impl SqliteStore {
@@ -57,6 +61,7 @@ impl SqliteStore {
             keys: keys::SqliteSigningKeys(pool.clone()),
             clients: clients::SqliteClients(pool.clone()),
             users: users::SqliteUsers(pool.clone()),
+            replay: replay::SqliteReplay(pool.clone()),
             pool,
         }
     }
@@ -97,6 +102,10 @@ impl Store for SqliteStore {
 
     fn users(&self) -> &dyn UserStore {
         &self.users
+    }
+
+    fn replay(&self) -> &dyn ReplayStore {
+        &self.replay
     }
 }
 
