@@ -1,5 +1,7 @@
-//! OAuth clients as the registry holds them. This is the shape the store persists; the rules for
-//! what metadata each profile allows come with client registration.
+//! OAuth clients as the registry holds them: the identifier, the profile the operator assigned,
+//! and the registered metadata, whose rules per profile live in [`metadata`].
+
+pub mod metadata;
 
 use std::fmt;
 
