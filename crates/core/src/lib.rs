@@ -8,8 +8,10 @@ pub mod clock;
 pub mod dpop;
 pub mod error;
 pub mod keys;
+pub mod password;
 pub mod rng;
 pub mod store;
+pub mod totp;
 pub mod user;
 
 pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};
