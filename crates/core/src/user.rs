@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -84,6 +85,14 @@ pub struct User {
     pub created_at: OffsetDateTime,
     /// When the account was disabled, if it is.
     pub disabled_at: Option<OffsetDateTime>,
+    /// OIDC standard claims (Core §5.1) released to clients by consent: `name`, `email`,
+    /// `email_verified`, `phone_number`, `address`, ...
+    pub claims: Map<String, Value>,
+    /// The TOTP secret, encrypted under the key-encryption key with the user id as associated
+    /// data; `None` while no second factor is enrolled.
+    pub totp_secret_encrypted: Option<Vec<u8>>,
+    /// The last TOTP step accepted; codes for it and earlier steps are refused.
+    pub totp_last_step: Option<i64>,
 }
 
 #[cfg(test)]

@@ -38,6 +38,13 @@ pub(crate) fn metadata(value: Value) -> Result<Map<String, Value>, StoreError> {
     }
 }
 
+pub(crate) fn user_claims(value: Value) -> Result<Map<String, Value>, StoreError> {
+    match value {
+        Value::Object(members) => Ok(members),
+        _ => Err(corrupt("users.claims", "not a JSON object")),
+    }
+}
+
 pub(crate) fn username(value: &str) -> Result<Username, StoreError> {
     Username::parse(value).map_err(|e| corrupt("users.username", e))
 }

@@ -55,6 +55,12 @@ fn user(name: &str) -> User {
         password_hash: PasswordHash::from_phc(format!("$argon2id$v=19$m=19456,t=2,p=1${name}")),
         created_at: at(5),
         disabled_at: None,
+        claims: serde_json::json!({"name": name, "email": format!("{name}@bank.example"), "email_verified": true})
+            .as_object()
+            .unwrap()
+            .clone(),
+        totp_secret_encrypted: None,
+        totp_last_step: None,
     }
 }
 
@@ -268,6 +274,97 @@ mod suite {
         assert_eq!(firsts, 1);
     }
 
+    pub async fn users_change_password_claims_and_disabled_state(store: Arc<dyn Store>) {
+        let users = store.users();
+        let mut alice = user("alice");
+        users.add(&alice).await.unwrap();
+        alice.password_hash = PasswordHash::from_phc("$argon2id$v=19$m=19456,t=2,p=1$new".into());
+        users
+            .set_password_hash(alice.id, &alice.password_hash)
+            .await
+            .unwrap();
+        alice
+            .claims
+            .insert("phone_number".into(), "+44 20 7946 0000".into());
+        users.set_claims(alice.id, &alice.claims).await.unwrap();
+        alice.disabled_at = Some(at(30));
+        users
+            .set_disabled(alice.id, alice.disabled_at)
+            .await
+            .unwrap();
+        assert_eq!(users.find_by_id(alice.id).await.unwrap(), alice);
+        users.set_disabled(alice.id, None).await.unwrap();
+        assert_eq!(users.find_by_id(alice.id).await.unwrap().disabled_at, None);
+
+        let nobody = Uuid::new_v4();
+        assert!(matches!(
+            users.set_password_hash(nobody, &alice.password_hash).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            users.set_claims(nobody, &alice.claims).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            users.set_disabled(nobody, None).await,
+            Err(StoreError::NotFound)
+        ));
+    }
+
+    pub async fn a_totp_step_is_accepted_once_and_only_after_enrolment(store: Arc<dyn Store>) {
+        let users = store.users();
+        let bob = user("bob");
+        users.add(&bob).await.unwrap();
+        assert!(
+            !users.use_totp_step(bob.id, 100).await.unwrap(),
+            "no second factor enrolled"
+        );
+        users
+            .set_totp_secret(bob.id, Some(b"encrypted secret"))
+            .await
+            .unwrap();
+        assert!(users.use_totp_step(bob.id, 100).await.unwrap());
+        assert!(
+            !users.use_totp_step(bob.id, 100).await.unwrap(),
+            "the same step twice"
+        );
+        assert!(
+            !users.use_totp_step(bob.id, 99).await.unwrap(),
+            "an earlier step"
+        );
+        assert!(users.use_totp_step(bob.id, 101).await.unwrap());
+        let stored = users.find_by_id(bob.id).await.unwrap();
+        assert_eq!(
+            stored.totp_secret_encrypted.as_deref(),
+            Some(&b"encrypted secret"[..])
+        );
+        assert_eq!(stored.totp_last_step, Some(101));
+
+        // Re-enrolment forgets the last step; concurrent uses of one step: exactly one wins.
+        users
+            .set_totp_secret(bob.id, Some(b"another secret"))
+            .await
+            .unwrap();
+        let attempts = (0..8).map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.users().use_totp_step(bob.id, 5).await.unwrap() })
+        });
+        let mut wins = 0;
+        for attempt in attempts {
+            wins += usize::from(attempt.await.unwrap());
+        }
+        assert_eq!(wins, 1);
+        users.set_totp_secret(bob.id, None).await.unwrap();
+        assert_eq!(
+            users
+                .find_by_id(bob.id)
+                .await
+                .unwrap()
+                .totp_secret_encrypted,
+            None
+        );
+    }
+
     pub async fn ping_answers(store: Arc<dyn Store>) {
         store.ping().await.unwrap();
     }
@@ -350,6 +447,8 @@ conformance!(
     clients_list_pages_in_id_order,
     users_are_unique_by_username_and_found_by_id_or_name,
     ping_answers,
+    users_change_password_claims_and_disabled_state,
+    a_totp_step_is_accepted_once_and_only_after_enrolment,
     replay_cache_accepts_an_identifier_once_until_it_expires,
     replay_cache_lets_exactly_one_of_many_concurrent_uses_through,
 );
