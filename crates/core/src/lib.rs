@@ -3,6 +3,7 @@
 //! `Rng` that every time- or randomness-dependent decision takes as a parameter. It does no I/O.
 
 pub mod assertion;
+pub mod audit;
 pub mod client;
 pub mod clock;
 pub mod dpop;

@@ -38,6 +38,13 @@ pub(crate) fn metadata(value: Value) -> Result<Map<String, Value>, StoreError> {
     }
 }
 
+pub(crate) fn event_details(value: Value) -> Result<Map<String, Value>, StoreError> {
+    match value {
+        Value::Object(members) => Ok(members),
+        _ => Err(corrupt("security_events.details", "not a JSON object")),
+    }
+}
+
 pub(crate) fn user_claims(value: Value) -> Result<Map<String, Value>, StoreError> {
     match value {
         Value::Object(members) => Ok(members),

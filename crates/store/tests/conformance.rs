@@ -64,6 +64,18 @@ fn user(name: &str) -> User {
     }
 }
 
+/// Runs a statement on its own connection, around the store.
+async fn execute_raw(url: &str, statement: &str) -> Result<(), sqlx::Error> {
+    use sqlx::Connection as _;
+    if url.starts_with("postgres") {
+        let mut conn = sqlx::PgConnection::connect(url).await?;
+        sqlx::query(statement).execute(&mut conn).await.map(drop)
+    } else {
+        let mut conn = sqlx::SqliteConnection::connect(url).await?;
+        sqlx::query(statement).execute(&mut conn).await.map(drop)
+    }
+}
+
 mod suite {
     use super::*;
 
@@ -365,6 +377,50 @@ mod suite {
         );
     }
 
+    pub async fn security_events_are_appended_in_order_and_never_changed(
+        store: Arc<dyn Store>,
+        db_url: String,
+    ) {
+        use portcullis_core::audit::SecurityEvent;
+        let events = store.events();
+        let first = SecurityEvent::new(
+            at(0),
+            "admin-client:ops",
+            "client.create",
+            Some("tpp-1".into()),
+            serde_json::json!({"after": {"client_name": "TPP", "client_secret": "never stored"}})
+                .as_object()
+                .unwrap()
+                .clone(),
+        )
+        .with_request_id("req-1");
+        let second = SecurityEvent::new(at(1), "cli", "keys.rotate", None, serde_json::Map::new());
+        let a = events.append(&first).await.unwrap();
+        let b = events.append(&second).await.unwrap();
+        assert!(b > a);
+        let listed = events.list(0, 10).await.unwrap();
+        assert_eq!(listed.iter().map(|e| e.seq).collect::<Vec<_>>(), [a, b]);
+        assert_eq!(listed[0].event, first);
+        assert!(
+            listed[0].event.details["after"]
+                .get("client_secret")
+                .is_none()
+        );
+        assert_eq!(events.list(a, 10).await.unwrap().len(), 1);
+
+        // The database itself refuses to rewrite history, whoever asks.
+        for statement in [
+            "UPDATE security_events SET actor = 'mallory'",
+            "DELETE FROM security_events",
+        ] {
+            assert!(
+                execute_raw(&db_url, statement).await.is_err(),
+                "{statement} must fail"
+            );
+        }
+        assert_eq!(events.list(0, 10).await.unwrap().len(), 2);
+    }
+
     pub async fn ping_answers(store: Arc<dyn Store>) {
         store.ping().await.unwrap();
     }
@@ -412,6 +468,11 @@ mod suite {
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod postgres {
+            #[tokio::test]
+            async fn security_events_are_appended_in_order_and_never_changed() {
+                let (db, store) = super::open(super::Backend::Postgres).await;
+                super::suite::security_events_are_appended_in_order_and_never_changed(store, db.url().to_owned()).await;
+            }
             $(
                 #[tokio::test]
                 async fn $name() {
@@ -425,6 +486,11 @@ macro_rules! conformance {
             }
         }
         mod sqlite {
+            #[tokio::test]
+            async fn security_events_are_appended_in_order_and_never_changed() {
+                let (db, store) = super::open(super::Backend::Sqlite).await;
+                super::suite::security_events_are_appended_in_order_and_never_changed(store, db.url().to_owned()).await;
+            }
             $(
                 #[tokio::test]
                 async fn $name() {

@@ -13,6 +13,7 @@
 //! traits reached from [`Store`] in the same way.
 
 mod clients;
+mod events;
 mod keys;
 mod replay;
 mod users;
@@ -20,6 +21,7 @@ mod users;
 use std::fmt;
 
 pub use clients::ClientStore;
+pub use events::SecurityEventStore;
 pub use keys::SigningKeyStore;
 pub use replay::{FirstUse, ReplayKey, ReplayKind, ReplayStore};
 pub use users::UserStore;
@@ -84,4 +86,7 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// The replay cache of single-use identifiers.
     fn replay(&self) -> &dyn ReplayStore;
+
+    /// The append-only security-event trail.
+    fn events(&self) -> &dyn SecurityEventStore;
 }

@@ -1,12 +1,14 @@
 //! The PostgreSQL store: production, and several replicas on one database.
 
 mod clients;
+mod events;
 mod keys;
 mod replay;
 mod users;
 
 use portcullis_core::store::{
-    Backend, ClientStore, ReplayStore, SigningKeyStore, Store, StoreError, UserStore,
+    Backend, ClientStore, ReplayStore, SecurityEventStore, SigningKeyStore, Store, StoreError,
+    UserStore,
 };
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -25,6 +27,7 @@ pub struct PgStore {
     clients: clients::PgClients,
     users: users::PgUsers,
     replay: replay::PgReplay,
+    events: events::PgEvents,
 }
 
 impl PgStore {
@@ -54,6 +57,7 @@ impl PgStore {
             clients: clients::PgClients(pool.clone()),
             users: users::PgUsers(pool.clone()),
             replay: replay::PgReplay(pool.clone()),
+            events: events::PgEvents(pool.clone()),
             pool,
         }
     }
@@ -98,5 +102,9 @@ impl Store for PgStore {
 
     fn replay(&self) -> &dyn ReplayStore {
         &self.replay
+    }
+
+    fn events(&self) -> &dyn SecurityEventStore {
+        &self.events
     }
 }

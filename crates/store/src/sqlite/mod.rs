@@ -2,6 +2,7 @@
 //! the writer; a busy timeout, so concurrent writers queue instead of failing.
 
 mod clients;
+mod events;
 mod keys;
 mod replay;
 mod users;
@@ -10,7 +11,8 @@ use std::str::FromStr as _;
 use std::time::Duration;
 
 use portcullis_core::store::{
-    Backend, ClientStore, ReplayStore, SigningKeyStore, Store, StoreError, UserStore,
+    Backend, ClientStore, ReplayStore, SecurityEventStore, SigningKeyStore, Store, StoreError,
+    UserStore,
 };
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -30,6 +32,7 @@ pub struct SqliteStore {
     clients: clients::SqliteClients,
     users: users::SqliteUsers,
     replay: replay::SqliteReplay,
+    events: events::SqliteEvents,
 }
 
 impl SqliteStore {
@@ -62,6 +65,7 @@ impl SqliteStore {
             clients: clients::SqliteClients(pool.clone()),
             users: users::SqliteUsers(pool.clone()),
             replay: replay::SqliteReplay(pool.clone()),
+            events: events::SqliteEvents(pool.clone()),
             pool,
         }
     }
@@ -106,6 +110,10 @@ impl Store for SqliteStore {
 
     fn replay(&self) -> &dyn ReplayStore {
         &self.replay
+    }
+
+    fn events(&self) -> &dyn SecurityEventStore {
+        &self.events
     }
 }
 
