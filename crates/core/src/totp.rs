@@ -10,6 +10,7 @@ use subtle::ConstantTimeEq as _;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
+use crate::keys::{KekError, KeyEncryptionKey};
 use crate::{Rng, RngError};
 
 /// The step length (RFC 6238 §5.2 recommends 30 s).
@@ -111,6 +112,37 @@ impl TotpSecret {
     }
 }
 
+/// Encrypts a user's TOTP secret for storage under the KEK, bound to the user's id (a sealed
+/// secret copied to another user's row does not open).
+///
+/// # Errors
+/// [`KekError::Rng`] if no nonce can be drawn.
+pub fn seal(
+    secret: &TotpSecret,
+    user_id: uuid::Uuid,
+    kek: &KeyEncryptionKey,
+    rng: &dyn Rng,
+) -> Result<Vec<u8>, KekError> {
+    kek.encrypt(rng, secret.as_bytes(), &associated_data(user_id))
+}
+
+/// Opens a secret sealed by [`seal`] for the same user.
+///
+/// # Errors
+/// [`KekError`] if the KEK differs or the value was tampered with or moved.
+pub fn open(
+    sealed: &[u8],
+    user_id: uuid::Uuid,
+    kek: &KeyEncryptionKey,
+) -> Result<TotpSecret, KekError> {
+    let bytes = kek.decrypt(sealed, &associated_data(user_id))?;
+    Ok(TotpSecret::from_bytes(bytes.to_vec()))
+}
+
+fn associated_data(user_id: uuid::Uuid) -> Vec<u8> {
+    format!("totp:{}", user_id.hyphenated()).into_bytes()
+}
+
 /// The RFC 6238 time step containing `at`.
 #[must_use]
 pub fn step_of(at: OffsetDateTime) -> i64 {
@@ -200,6 +232,21 @@ mod tests {
         for malformed in ["", "08180", "0818044", "08180a", "０８１８０４"] {
             assert_eq!(secret.verify(malformed, now, None), None, "{malformed:?}");
         }
+    }
+
+    #[test]
+    fn sealed_secrets_open_only_for_their_user() {
+        let rng = crate::SeededRng::new(4);
+        let kek = KeyEncryptionKey::generate(&rng).unwrap();
+        let secret = TotpSecret::generate(&rng).unwrap();
+        let alice = uuid::Uuid::new_v4();
+        let sealed = seal(&secret, alice, &kek, &rng).unwrap();
+        assert_eq!(open(&sealed, alice, &kek).unwrap(), secret);
+        assert_eq!(
+            open(&sealed, uuid::Uuid::new_v4(), &kek).unwrap_err(),
+            KekError::Corrupt
+        );
+        assert!(!sealed.windows(SECRET_BYTES).any(|w| w == secret.as_bytes()));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod config;
 pub mod fs;
 pub mod keys;
 pub mod metrics;
+pub mod passwords;
 pub mod routes;
 pub mod serve;
 pub mod telemetry;
