@@ -2,6 +2,7 @@
 //! rules, the storage traits that the `portcullis-store` crate implements, and the `Clock` and
 //! `Rng` that every time- or randomness-dependent decision takes as a parameter. It does no I/O.
 
+pub mod access_token;
 pub mod assertion;
 pub mod audit;
 pub mod client;
