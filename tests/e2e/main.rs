@@ -10,6 +10,7 @@
     reason = "tests"
 )]
 
+mod clients;
 mod config;
 mod discovery;
 mod keys;

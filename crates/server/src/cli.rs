@@ -6,12 +6,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
+use portcullis_core::client::ClientProfile;
+use portcullis_core::client::register::describe;
 use portcullis_core::{Rng, SystemClock, SystemRng};
 use portcullis_jose::SigningAlg;
 
 use crate::config::{Config, ConfigError, Overrides};
-use crate::keys;
 use crate::serve::{self, StartError};
+use crate::{keys, registry};
 
 /// Portcullis: a FAPI 2.0 authorization server and OpenID Connect provider.
 ///
@@ -40,6 +42,41 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Manage registered clients (works while servers run).
+    Clients {
+        /// What to do with the clients.
+        #[command(subcommand)]
+        command: ClientsCommand,
+    },
+}
+
+/// The client commands.
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Register a client from an RFC 7591 metadata document. Prints the registered client as
+    /// JSON; a client_secret (client_secret_basic/_post, oauth profile only) is shown this once.
+    Create(CreateClientArgs),
+    /// List the registered clients.
+    List(StoreArgs),
+}
+
+/// Options of `clients create`.
+#[derive(Debug, Clone, Args)]
+pub struct CreateClientArgs {
+    #[command(flatten)]
+    /// Store options.
+    pub store: StoreArgs,
+    /// The client metadata: a JSON object (RFC 7591 §2), or - for standard input.
+    #[arg(long, value_name = "FILE")]
+    pub file: PathBuf,
+    /// The profile the client is held to: fapi2, fapi2-message-signing or oauth.
+    #[arg(long, default_value = "fapi2", value_parser = parse_profile)]
+    pub profile: ClientProfile,
+}
+
+fn parse_profile(value: &str) -> Result<ClientProfile, String> {
+    ClientProfile::parse(value)
+        .ok_or_else(|| "expected fapi2, fapi2-message-signing or oauth".to_owned())
 }
 
 /// The key commands.
@@ -213,6 +250,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::Clients {
+            command: ClientsCommand::Create(args),
+        } => create_client(args).await,
+        Command::Clients {
+            command: ClientsCommand::List(args),
+        } => list_clients(args).await,
         Command::Keys {
             command: KeysCommand::List(args),
         } => {
@@ -239,6 +282,89 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+async fn create_client(args: CreateClientArgs) -> Result<(), CliError> {
+    let config = args.store.load(&args.store.overrides())?;
+    crate::telemetry::init(&config.log);
+    let bad_input = |message: String| CliError {
+        exit_code: 2,
+        message,
+    };
+    let text = if args.file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+            .map_err(|e| bad_input(format!("--file -: {e}")))?
+    } else {
+        std::fs::read_to_string(&args.file)
+            .map_err(|e| bad_input(format!("--file {}: {e}", args.file.display())))?
+    };
+    let request: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
+        .map_err(|e| bad_input(format!("--file: not a JSON object: {e}")))?;
+    let store = open_store(&config).await?;
+    let rng = SystemRng::new();
+    let registered = registry::create_client(
+        store.as_ref(),
+        &rng,
+        &SystemClock,
+        "cli",
+        request,
+        args.profile,
+    )
+    .await
+    .map_err(|e| match e {
+        registry::RegistryError::Invalid(oauth) => {
+            bad_input(format!("{}: {}", oauth.error, oauth.error_description))
+        }
+        other => CliError {
+            exit_code: 1,
+            message: other.to_string(),
+        },
+    })?;
+    let mut shown = describe(&registered.client);
+    if let Some(secret) = &registered.secret {
+        shown.insert("client_secret".into(), secret.expose().into());
+        shown.insert("client_secret_expires_at".into(), 0.into());
+    }
+    let json = serde_json::to_string_pretty(&shown).map_err(|e| CliError {
+        exit_code: 1,
+        message: e.to_string(),
+    })?;
+    println!("{json}");
+    Ok(())
+}
+
+async fn list_clients(args: StoreArgs) -> Result<(), CliError> {
+    let config = args.load(&args.overrides())?;
+    crate::telemetry::init(&config.log);
+    let store = open_store(&config).await?;
+    let clients = registry::list_clients(store.as_ref())
+        .await
+        .map_err(|e| CliError {
+            exit_code: 1,
+            message: e.to_string(),
+        })?;
+    println!(
+        "{:<22}  {:<21}  {:<27}  NAME",
+        "CLIENT_ID", "PROFILE", "AUTH_METHOD"
+    );
+    for client in clients {
+        let text = |name: &str| {
+            client
+                .metadata
+                .get(name)
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("-")
+                .to_owned()
+        };
+        println!(
+            "{:<22}  {:<21}  {:<27}  {}",
+            client.client_id,
+            client.profile.as_str(),
+            text("token_endpoint_auth_method"),
+            text("client_name")
+        );
+    }
+    Ok(())
 }
 
 async fn open_store(config: &Config) -> Result<Arc<dyn portcullis_core::store::Store>, CliError> {

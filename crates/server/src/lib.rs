@@ -8,6 +8,7 @@ pub mod fs;
 pub mod keys;
 pub mod metrics;
 pub mod passwords;
+pub mod registry;
 pub mod routes;
 pub mod serve;
 pub mod telemetry;

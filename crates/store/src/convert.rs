@@ -2,6 +2,7 @@
 //! domain refuses means the row was written by something other than this code: it is reported as
 //! corrupt rather than silently accepted.
 
+use portcullis_core::client::secret::SecretHash;
 use portcullis_core::client::{ClientId, ClientProfile};
 use portcullis_core::store::StoreError;
 use portcullis_core::user::Username;
@@ -25,6 +26,15 @@ pub(crate) fn public_jwk(value: Value) -> Result<PublicJwk, StoreError> {
 
 pub(crate) fn client_id(value: String) -> Result<ClientId, StoreError> {
     ClientId::parse(value).map_err(|e| corrupt("clients.client_id", e))
+}
+
+pub(crate) fn secret_hash(value: Option<&[u8]>) -> Result<Option<SecretHash>, StoreError> {
+    value
+        .map(|bytes| {
+            SecretHash::from_bytes(bytes)
+                .ok_or_else(|| corrupt("clients.secret_hash", "not 32 bytes"))
+        })
+        .transpose()
 }
 
 pub(crate) fn profile(value: &str) -> Result<ClientProfile, StoreError> {

@@ -43,6 +43,7 @@ fn client(id: &str, profile: ClientProfile) -> Client {
                 .as_object()
                 .unwrap()
                 .clone(),
+        secret_hash: None,
         created_at: at(0),
         updated_at: at(0),
     }
@@ -132,10 +133,15 @@ mod suite {
         ));
 
         c.profile = ClientProfile::Fapi2MessageSigning;
+        let secret =
+            portcullis_core::client::secret::ClientSecret::generate(&SeededRng::new(2)).unwrap();
+        c.secret_hash = Some(secret.hash());
         c.metadata.insert("client_name".into(), "Renamed".into());
         c.updated_at = at(60);
         clients.update(&c).await.unwrap();
-        assert_eq!(clients.find_by_id(&c.client_id).await.unwrap(), c);
+        let stored = clients.find_by_id(&c.client_id).await.unwrap();
+        assert_eq!(stored, c);
+        assert!(stored.secret_hash.unwrap().matches(secret.expose()));
 
         clients.remove(&c.client_id).await.unwrap();
         assert!(matches!(

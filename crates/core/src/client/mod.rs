@@ -2,6 +2,8 @@
 //! and the registered metadata, whose rules per profile live in [`metadata`].
 
 pub mod metadata;
+pub mod register;
+pub mod secret;
 
 use std::fmt;
 
@@ -110,6 +112,8 @@ pub struct Client {
     pub profile: ClientProfile,
     /// Its registered metadata (RFC 7591 §2), already validated for its profile.
     pub metadata: Map<String, Value>,
+    /// For `client_secret_basic`/`_post` clients: the SHA-256 of the secret.
+    pub secret_hash: Option<secret::SecretHash>,
     /// When it was registered.
     pub created_at: OffsetDateTime,
     /// When it was last changed.

@@ -16,6 +16,7 @@ struct ClientRow {
     client_id: String,
     profile: String,
     metadata: String,
+    secret_hash: Option<Vec<u8>>,
     created_at: i64,
     updated_at: i64,
 }
@@ -27,6 +28,7 @@ impl TryFrom<ClientRow> for Client {
             client_id: convert::client_id(row.client_id)?,
             profile: convert::profile(&row.profile)?,
             metadata: convert::metadata(json("clients.metadata", &row.metadata)?)?,
+            secret_hash: convert::secret_hash(row.secret_hash.as_deref())?,
             created_at: from_micros("clients.created_at", row.created_at)?,
             updated_at: from_micros("clients.updated_at", row.updated_at)?,
         })
@@ -37,14 +39,15 @@ impl TryFrom<ClientRow> for Client {
 impl ClientStore for SqliteClients {
     async fn add(&self, client: &Client) -> Result<(), StoreError> {
         sqlx::query(
-            r#"INSERT INTO clients (client_id, profile, metadata, created_at, updated_at)
-               VALUES (?1, ?2, ?3, ?4, ?5)"#,
+            r#"INSERT INTO clients (client_id, profile, metadata, created_at, updated_at, secret_hash)
+               VALUES (?1, ?2, ?3, ?4, ?5, ?6)"#,
         )
         .bind(client.client_id.as_str())
         .bind(client.profile.as_str())
         .bind(to_json(&client.metadata)?)
         .bind(to_micros(client.created_at))
         .bind(to_micros(client.updated_at))
+        .bind(client.secret_hash.as_ref().map(|h| h.as_bytes().to_vec()))
         .execute(&self.0)
         .await
         .map(drop)
@@ -53,7 +56,7 @@ impl ClientStore for SqliteClients {
 
     async fn find_by_id(&self, client_id: &ClientId) -> Result<Client, StoreError> {
         sqlx::query_as::<_, ClientRow>(
-            r#"SELECT client_id, profile, metadata, created_at, updated_at
+            r#"SELECT client_id, profile, metadata, secret_hash, created_at, updated_at
                FROM clients WHERE client_id = ?1"#,
         )
         .bind(client_id.as_str())
@@ -65,7 +68,7 @@ impl ClientStore for SqliteClients {
 
     async fn list(&self, after: Option<&ClientId>, limit: u32) -> Result<Vec<Client>, StoreError> {
         sqlx::query_as::<_, ClientRow>(
-            r#"SELECT client_id, profile, metadata, created_at, updated_at
+            r#"SELECT client_id, profile, metadata, secret_hash, created_at, updated_at
                FROM clients WHERE ?1 IS NULL OR client_id > ?1
                ORDER BY client_id LIMIT ?2"#,
         )
@@ -81,13 +84,14 @@ impl ClientStore for SqliteClients {
 
     async fn update(&self, client: &Client) -> Result<(), StoreError> {
         let done = sqlx::query(
-            r#"UPDATE clients SET profile = ?2, metadata = ?3, updated_at = ?4
+            r#"UPDATE clients SET profile = ?2, metadata = ?3, updated_at = ?4, secret_hash = ?5
                WHERE client_id = ?1"#,
         )
         .bind(client.client_id.as_str())
         .bind(client.profile.as_str())
         .bind(to_json(&client.metadata)?)
         .bind(to_micros(client.updated_at))
+        .bind(client.secret_hash.as_ref().map(|h| h.as_bytes().to_vec()))
         .execute(&self.0)
         .await
         .map_err(from_sqlx)?;
