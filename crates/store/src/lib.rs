@@ -4,6 +4,33 @@
 //! migrations in `migrations/{postgres,sqlite}`, which are compiled into the binary.
 
 mod convert;
+
+/// The per-aggregate accessors of `Store`, identical for both backends: each backend's store
+/// struct has one field per aggregate with these names. A new aggregate adds a line here.
+macro_rules! aggregate_accessors {
+    () => {
+        fn signing_keys(&self) -> &dyn portcullis_core::store::SigningKeyStore {
+            &self.keys
+        }
+
+        fn clients(&self) -> &dyn portcullis_core::store::ClientStore {
+            &self.clients
+        }
+
+        fn users(&self) -> &dyn portcullis_core::store::UserStore {
+            &self.users
+        }
+
+        fn replay(&self) -> &dyn portcullis_core::store::ReplayStore {
+            &self.replay
+        }
+
+        fn events(&self) -> &dyn portcullis_core::store::SecurityEventStore {
+            &self.events
+        }
+    };
+}
+pub(crate) use aggregate_accessors;
 mod error;
 pub mod postgres;
 pub mod sqlite;

@@ -6,10 +6,7 @@ mod keys;
 mod replay;
 mod users;
 
-use portcullis_core::store::{
-    Backend, ClientStore, ReplayStore, SecurityEventStore, SigningKeyStore, Store, StoreError,
-    UserStore,
-};
+use portcullis_core::store::{Backend, Store, StoreError};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
@@ -88,23 +85,5 @@ impl Store for PgStore {
             .map_err(from_sqlx)
     }
 
-    fn signing_keys(&self) -> &dyn SigningKeyStore {
-        &self.keys
-    }
-
-    fn clients(&self) -> &dyn ClientStore {
-        &self.clients
-    }
-
-    fn users(&self) -> &dyn UserStore {
-        &self.users
-    }
-
-    fn replay(&self) -> &dyn ReplayStore {
-        &self.replay
-    }
-
-    fn events(&self) -> &dyn SecurityEventStore {
-        &self.events
-    }
+    crate::aggregate_accessors!();
 }

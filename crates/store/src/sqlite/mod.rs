@@ -10,10 +10,7 @@ mod users;
 use std::str::FromStr as _;
 use std::time::Duration;
 
-use portcullis_core::store::{
-    Backend, ClientStore, ReplayStore, SecurityEventStore, SigningKeyStore, Store, StoreError,
-    UserStore,
-};
+use portcullis_core::store::{Backend, Store, StoreError};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use time::OffsetDateTime;
@@ -96,25 +93,7 @@ impl Store for SqliteStore {
             .map_err(from_sqlx)
     }
 
-    fn signing_keys(&self) -> &dyn SigningKeyStore {
-        &self.keys
-    }
-
-    fn clients(&self) -> &dyn ClientStore {
-        &self.clients
-    }
-
-    fn users(&self) -> &dyn UserStore {
-        &self.users
-    }
-
-    fn replay(&self) -> &dyn ReplayStore {
-        &self.replay
-    }
-
-    fn events(&self) -> &dyn SecurityEventStore {
-        &self.events
-    }
+    crate::aggregate_accessors!();
 }
 
 /// A timestamp as stored: microseconds since the Unix epoch. Saturates far outside any real date.
