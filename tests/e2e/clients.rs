@@ -34,6 +34,21 @@ async fn create(dir: &tempfile::TempDir, metadata: &Value, profile: &str) -> Cli
     .await
 }
 
+/// `portcullis clients list` on the directory's store.
+async fn list_clients(dir: &tempfile::TempDir) -> CliOutput {
+    run_cli(
+        Build::Plain,
+        &[
+            "clients",
+            "list",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await
+}
+
 fn uuid_like() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -59,17 +74,7 @@ async fn a_fapi_client_is_registered_and_listed() {
     assert_eq!(client["redirect_uris"], json!(["https://tpp.example/cb"]));
     assert!(client.get("client_secret").is_none());
 
-    let list = run_cli(
-        Build::Plain,
-        &[
-            "clients",
-            "list",
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-        ],
-        &[],
-    )
-    .await;
+    let list = list_clients(&dir).await;
     assert!(list.status.success(), "{}", list.stderr);
     let row = list
         .stdout
@@ -94,17 +99,7 @@ async fn an_oauth_client_with_a_secret_sees_it_once() {
     let client: Value = serde_json::from_str(&out.stdout).unwrap();
     let secret = client["client_secret"].as_str().unwrap().to_owned();
     assert_eq!(secret.len(), 43, "256 random bits");
-    let list = run_cli(
-        Build::Plain,
-        &[
-            "clients",
-            "list",
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-        ],
-        &[],
-    )
-    .await;
+    let list = list_clients(&dir).await;
     assert!(!list.stdout.contains(&secret));
 }
 
@@ -157,17 +152,7 @@ async fn bad_metadata_is_refused_with_the_rule_it_broke() {
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stderr.contains("not a JSON object"), "{}", out.stderr);
 
-    let list = run_cli(
-        Build::Plain,
-        &[
-            "clients",
-            "list",
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-        ],
-        &[],
-    )
-    .await;
+    let list = list_clients(&dir).await;
     assert_eq!(
         list.stdout.lines().count(),
         1,

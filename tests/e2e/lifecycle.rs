@@ -25,8 +25,8 @@ async fn restart_keeps_keys_and_data(backend: Backend) {
         kid_before,
         "the same key keeps signing"
     );
-    // The development CA was reused, or this client (trusting the new CA file) would still work
-    // but the old one would not: compare the files' contents.
+    // The development CA is still in use; that it is the same CA is
+    // `restart_reuses_the_development_ca`'s to prove.
     assert!(app.ca_pem.is_some());
 }
 

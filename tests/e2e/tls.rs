@@ -83,6 +83,23 @@ async fn sp_5_2_2_1_a_tls12_client_offering_only_chacha20_is_refused_on_both_lis
     }
 }
 
+/// What `/__test/client-cert` saw for a request carrying an RFC 9440 `Client-Cert` header.
+async fn presented_with_header(
+    client: &reqwest::Client,
+    url: String,
+    header: &str,
+) -> serde_json::Value {
+    client
+        .get(url)
+        .header("Client-Cert", header)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn presented(client: &reqwest::Client, url: String) -> serde_json::Value {
     client.get(url).send().await.unwrap().json().await.unwrap()
 }
@@ -112,17 +129,12 @@ async fn rfc_9440_client_cert_header_from_an_untrusted_peer_is_ignored() {
     let f = Fixture::start(Backend::Sqlite).await;
     let forged = ClientIdentity::self_signed("forged");
     let header = client_cert_header(&forged);
-    let seen: serde_json::Value = f
-        .app
-        .client(None)
-        .get(f.app.mtls_url("/__test/client-cert"))
-        .header("Client-Cert", header)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let seen = presented_with_header(
+        &f.app.client(None),
+        f.app.mtls_url("/__test/client-cert"),
+        &header,
+    )
+    .await;
     assert!(
         seen["x5t#S256"].is_null(),
         "a header from a non-proxy must not become a certificate"
@@ -140,16 +152,8 @@ async fn rfc_9440_client_cert_header_from_a_trusted_proxy_is_believed() {
     let app = portcullis_testkit::app::App::spawn(options).await;
     let forwarded = ClientIdentity::self_signed("behind-proxy");
     let header = client_cert_header(&forwarded);
-    let seen: serde_json::Value = app
-        .client(None)
-        .get(app.url("/__test/client-cert"))
-        .header("Client-Cert", header)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let seen =
+        presented_with_header(&app.client(None), app.url("/__test/client-cert"), &header).await;
     assert_eq!(seen["x5t#S256"], forwarded.x5t_s256());
     assert_eq!(seen["source"], "proxy");
 }
