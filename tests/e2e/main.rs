@@ -18,3 +18,4 @@ mod lifecycle;
 mod observability;
 mod support;
 mod tls;
+mod users;

@@ -46,6 +46,8 @@ pub enum ErrorCode {
     UseDpopNonce,
     /// RFC 9101 §6.2: the request object is invalid.
     InvalidRequestObject,
+    /// RFC 8707 §2: the requested resource is unknown or not allowed.
+    InvalidTarget,
     /// RFC 6749 §4.1.2.1: an unexpected internal condition; details are logged, never sent.
     ServerError,
     /// RFC 6749 §4.1.2.1: the server is temporarily unable to handle the request.
@@ -74,6 +76,7 @@ impl ErrorCode {
             ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
             ErrorCode::UseDpopNonce => "use_dpop_nonce",
             ErrorCode::InvalidRequestObject => "invalid_request_object",
+            ErrorCode::InvalidTarget => "invalid_target",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
         }

@@ -11,6 +11,7 @@ pub mod dpop;
 pub mod error;
 pub mod keys;
 pub mod password;
+pub mod resource;
 pub mod rng;
 pub mod store;
 pub mod totp;

@@ -7,7 +7,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use http::{HeaderName, Request, StatusCode, header};
-use portcullis_core::Clock;
+use portcullis_core::keys::KeyEncryptionKey;
+use portcullis_core::{Clock, Rng};
 use portcullis_core::store::Store;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -15,9 +16,11 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::client_auth::ClientAuthenticator;
 use crate::config::Config;
 use crate::keys::KeyService;
 use crate::metrics::Metrics;
+use crate::passwords::PasswordService;
 use crate::routes;
 
 /// The public base URLs of this deployment.
@@ -58,6 +61,14 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// The random source for identifiers, secrets and tokens.
+    pub rng: Arc<dyn Rng>,
+    /// The key-encryption key (TOTP secrets are sealed with it).
+    pub kek: Arc<KeyEncryptionKey>,
+    /// Client authentication.
+    pub client_auth: Arc<ClientAuthenticator>,
+    /// Password hashing.
+    pub passwords: Arc<PasswordService>,
     /// The test-only clock control.
     #[cfg(feature = "test-hooks")]
     pub test_clock: Arc<portcullis_core::OffsetClock>,

@@ -1,4 +1,4 @@
-//! The `portcullis` command line: `serve`, `migrate`, `keys rotate` and `keys list`. Options
+//! The `portcullis` command line: `serve`, `migrate`, `keys`, `clients` and `users`. Options
 //! given here override the configuration file and the `PORTCULLIS_*` environment.
 
 use std::net::SocketAddr;
@@ -8,12 +8,17 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use portcullis_core::client::ClientProfile;
 use portcullis_core::client::register::describe;
+use portcullis_core::client::settings::ClientSettings;
 use portcullis_core::{Rng, SystemClock, SystemRng};
 use portcullis_jose::SigningAlg;
 
 use crate::config::{Config, ConfigError, Overrides};
 use crate::serve::{self, StartError};
 use crate::{keys, registry};
+
+mod users;
+
+pub use users::{CreateUserArgs, EnrolTotpArgs, UsersCommand};
 
 /// Portcullis: a FAPI 2.0 authorization server and OpenID Connect provider.
 ///
@@ -47,6 +52,12 @@ pub enum Command {
         /// What to do with the clients.
         #[command(subcommand)]
         command: ClientsCommand,
+    },
+    /// Manage customer accounts (works while servers run).
+    Users {
+        /// What to do with the users.
+        #[command(subcommand)]
+        command: UsersCommand,
     },
 }
 
@@ -256,6 +267,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Clients {
             command: ClientsCommand::List(args),
         } => list_clients(args).await,
+        Command::Users { command } => users::run(command).await,
         Command::Keys {
             command: KeysCommand::List(args),
         } => {
@@ -298,8 +310,11 @@ async fn create_client(args: CreateClientArgs) -> Result<(), CliError> {
         std::fs::read_to_string(&args.file)
             .map_err(|e| bad_input(format!("--file {}: {e}", args.file.display())))?
     };
-    let request: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
+    let mut request: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
         .map_err(|e| bad_input(format!("--file: not a JSON object: {e}")))?;
+    // The operator's own tool may set the operator-only settings alongside the metadata.
+    let settings = ClientSettings::parse(ClientSettings::take_from(&mut request))
+        .map_err(|e| bad_input(format!("{}: {}", e.error, e.error_description)))?;
     let store = open_store(&config).await?;
     let rng = SystemRng::new();
     let registered = registry::create_client(
@@ -309,6 +324,7 @@ async fn create_client(args: CreateClientArgs) -> Result<(), CliError> {
         "cli",
         request,
         args.profile,
+        settings,
     )
     .await
     .map_err(|e| match e {

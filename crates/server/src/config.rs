@@ -59,6 +59,14 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Customer password hashing.
+    pub passwords: PasswordsConfig,
+    /// Fetching clients' `jwks_uri` documents.
+    pub client_jwks: ClientJwksConfig,
+    /// Client authentication.
+    pub client_auth: crate::client_auth::ClientAuthConfig,
+    /// Access tokens.
+    pub tokens: TokensConfig,
 }
 
 impl Default for Config {
@@ -75,6 +83,10 @@ impl Default for Config {
             keys: KeysConfig::default(),
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
+            passwords: PasswordsConfig::default(),
+            client_jwks: ClientJwksConfig::default(),
+            client_auth: crate::client_auth::ClientAuthConfig::default(),
+            tokens: TokensConfig::default(),
         }
     }
 }
@@ -268,6 +280,123 @@ impl Default for MetricsConfig {
     }
 }
 
+/// Customer password hashing (argon2id at OWASP parameters, 19 MiB per hash).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordsConfig {
+    /// Most password hashes computed at once, on the blocking pool; further logins queue. Bounds
+    /// the memory a burst of logins can take (19 MiB each). 1 to 256; defaults to the number of
+    /// CPUs.
+    pub max_concurrent_hashes: usize,
+}
+
+/// The most concurrent password hashes allowed (256 × 19 MiB is already close to 5 GiB).
+pub const MAX_CONCURRENT_HASHES: usize = 256;
+
+impl Default for PasswordsConfig {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        Self {
+            max_concurrent_hashes: cpus.clamp(1, MAX_CONCURRENT_HASHES),
+        }
+    }
+}
+
+/// Fetching clients' `jwks_uri` documents (see `crate::jwks_fetch`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientJwksConfig {
+    /// Milliseconds a whole fetch may take: connect, TLS, request and body. 1 to 60000.
+    pub timeout_ms: u64,
+    /// Largest accepted document, in bytes, enforced while it streams in. 1024 to 1048576.
+    pub max_bytes: usize,
+    /// Seconds a fetched set is used before it is fetched again; a response's
+    /// `Cache-Control: max-age` may shorten it. 1 to 86400.
+    pub cache_ttl_secs: u64,
+    /// Fewest seconds between two fetches of one URI when a signature names an unknown `kid`,
+    /// and how long a failed fetch is remembered. 1 to 3600.
+    pub min_refetch_interval_secs: u64,
+    /// Whether `jwks_uri`s may point at loopback, private, link-local and other non-public
+    /// addresses. For development and tests only: in production it lets any client make the
+    /// server request internal services.
+    pub allow_private_addresses: bool,
+    /// PEM files of CA certificates trusted for `jwks_uri`s besides the Mozilla root set, for
+    /// clients in a private PKI.
+    pub extra_ca_files: Vec<PathBuf>,
+}
+
+impl Default for ClientJwksConfig {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 3000,
+            max_bytes: 64 * 1024,
+            cache_ttl_secs: 300,
+            min_refetch_interval_secs: 30,
+            allow_private_addresses: false,
+            extra_ca_files: Vec::new(),
+        }
+    }
+}
+
+impl ClientJwksConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let ranges: [(&str, u64, std::ops::RangeInclusive<u64>); 4] = [
+            ("client_jwks.timeout_ms", self.timeout_ms, 1..=60_000),
+            (
+                "client_jwks.max_bytes",
+                self.max_bytes as u64,
+                1024..=1024 * 1024,
+            ),
+            (
+                "client_jwks.cache_ttl_secs",
+                self.cache_ttl_secs,
+                1..=86_400,
+            ),
+            (
+                "client_jwks.min_refetch_interval_secs",
+                self.min_refetch_interval_secs,
+                1..=3600,
+            ),
+        ];
+        for (key, value, range) in ranges {
+            if !range.contains(&value) {
+                return Err(ConfigError::new(
+                    key,
+                    format!("must be {} to {}", range.start(), range.end()),
+                ));
+            }
+        }
+        for path in &self.extra_ca_files {
+            std::fs::File::open(path).map_err(|e| {
+                ConfigError::new(
+                    "client_jwks.extra_ca_files",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Access tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokensConfig {
+    /// Access-token lifetime in seconds, unless the client's settings say otherwise. 60 to 3600.
+    pub access_token_lifetime_secs: u32,
+    /// The algorithm access tokens are signed with. Defaults to the first of `keys.algorithms`.
+    pub signing_alg: Option<SigningAlg>,
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        Self {
+            access_token_lifetime_secs: 300,
+            signing_alg: None,
+        }
+    }
+}
+
 /// Log output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -315,6 +444,15 @@ pub struct Overrides {
 }
 
 impl Config {
+    /// The algorithm access tokens are signed with.
+    #[must_use]
+    pub fn access_token_alg(&self) -> SigningAlg {
+        self.tokens
+            .signing_alg
+            .or_else(|| self.keys.algorithms.first().copied())
+            .unwrap_or(SigningAlg::Es256)
+    }
+
     /// Loads defaults, the file (if given), the environment and the overrides, then validates.
     ///
     /// # Errors
@@ -476,6 +614,29 @@ impl Config {
             return Err(ConfigError::new(
                 "limits.max_header_bytes",
                 "must be at least 8192",
+            ));
+        }
+        if !(1..=MAX_CONCURRENT_HASHES).contains(&self.passwords.max_concurrent_hashes) {
+            return Err(ConfigError::new(
+                "passwords.max_concurrent_hashes",
+                format!("must be 1 to {MAX_CONCURRENT_HASHES}"),
+            ));
+        }
+        self.client_jwks.validate()?;
+        self.client_auth.validate()?;
+        self.client_auth.trust_anchors()?;
+        if !(60..=3600).contains(&self.tokens.access_token_lifetime_secs) {
+            return Err(ConfigError::new(
+                "tokens.access_token_lifetime_secs",
+                "must be 60 to 3600",
+            ));
+        }
+        if let Some(alg) = self.tokens.signing_alg
+            && !self.keys.algorithms.contains(&alg)
+        {
+            return Err(ConfigError::new(
+                "tokens.signing_alg",
+                format!("{alg} is not one of keys.algorithms"),
             ));
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
@@ -648,6 +809,56 @@ mod tests {
             );
             Ok(())
         });
+    }
+
+    #[test]
+    fn password_hash_concurrency_is_bounded_and_defaults_to_the_cpus() {
+        for bad in ["0", "257"] {
+            let err = load(&format!("[passwords]\nmax_concurrent_hashes = {bad}")).unwrap_err();
+            assert_eq!(err.key, "passwords.max_concurrent_hashes", "{bad}");
+        }
+        assert_eq!(
+            load("[passwords]\nmax_concurrent_hashes = 3")
+                .unwrap()
+                .passwords
+                .max_concurrent_hashes,
+            3
+        );
+        assert_eq!(
+            load("[passwords]\nmax_hashes = 3").unwrap_err().key,
+            "passwords.max_hashes"
+        );
+        let default = PasswordsConfig::default().max_concurrent_hashes;
+        assert!((1..=MAX_CONCURRENT_HASHES).contains(&default));
+    }
+
+    #[test]
+    fn client_jwks_limits_are_named() {
+        for (toml, key) in [
+            ("timeout_ms = 0", "client_jwks.timeout_ms"),
+            ("timeout_ms = 60001", "client_jwks.timeout_ms"),
+            ("max_bytes = 10", "client_jwks.max_bytes"),
+            ("cache_ttl_secs = 0", "client_jwks.cache_ttl_secs"),
+            (
+                "min_refetch_interval_secs = 0",
+                "client_jwks.min_refetch_interval_secs",
+            ),
+            (
+                "extra_ca_files = [\"/nonexistent/ca.pem\"]",
+                "client_jwks.extra_ca_files",
+            ),
+            ("allow_private = true", "client_jwks.allow_private"),
+        ] {
+            assert_eq!(
+                load(&format!("[client_jwks]\n{toml}")).unwrap_err().key,
+                key
+            );
+        }
+        let config =
+            load("[client_jwks]\nallow_private_addresses = true\ntimeout_ms = 500").unwrap();
+        assert!(config.client_jwks.allow_private_addresses);
+        assert_eq!(config.client_jwks.timeout_ms, 500);
+        assert_eq!(config.client_jwks.max_bytes, 65_536);
     }
 
     #[test]

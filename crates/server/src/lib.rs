@@ -3,13 +3,18 @@
 
 pub mod app;
 pub mod cli;
+pub mod client_auth;
 pub mod config;
+pub mod form;
 pub mod fs;
+pub mod jwks_fetch;
 pub mod keys;
 pub mod metrics;
 pub mod passwords;
 pub mod registry;
 pub mod routes;
+pub mod sender;
 pub mod serve;
 pub mod telemetry;
 pub mod tls;
+pub mod users;

@@ -2,10 +2,12 @@
 //! registration: validate, store, and record the change in the security-event trail.
 
 use portcullis_core::audit::SecurityEvent;
-use portcullis_core::client::metadata::ClientMetadata;
+use portcullis_core::client::metadata::{AuthMethod, ClientMetadata};
+use portcullis_core::client::secret::ClientSecret;
 use portcullis_core::client::register::{self, RegisterError, Registered};
-use portcullis_core::client::{Client, ClientProfile};
-use portcullis_core::error::OAuthError;
+use portcullis_core::client::settings::ClientSettings;
+use portcullis_core::client::{Client, ClientId, ClientProfile};
+use portcullis_core::error::{ErrorCode, OAuthError};
 use portcullis_core::store::{Store, StoreError};
 use portcullis_core::{Clock, Rng};
 use serde_json::{Map, Value};
@@ -47,9 +49,10 @@ pub async fn create_client(
     actor: &str,
     request: Map<String, Value>,
     profile: ClientProfile,
+    settings: ClientSettings,
 ) -> Result<Registered, RegistryError> {
     let metadata = ClientMetadata::from_request(request)?;
-    let registered = register::register(&metadata, profile, rng, clock.now())?;
+    let registered = register::register(&metadata, profile, settings, rng, clock.now())?;
     let client = &registered.client;
     store.clients().add(client).await?;
     let mut details = Map::new();
@@ -89,4 +92,183 @@ pub async fn list_clients(store: &dyn Store) -> Result<Vec<Client>, RegistryErro
             return Ok(all);
         }
     }
+}
+
+/// Records `event`; if it cannot be written, runs `undo` and fails: no change goes unrecorded.
+async fn record_or_undo<F, Fut>(
+    store: &dyn Store,
+    event: SecurityEvent,
+    undo: F,
+) -> Result<(), RegistryError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(), StoreError>>,
+{
+    if let Err(e) = store.events().append(&event).await {
+        if let Err(undo_error) = undo().await {
+            tracing::error!(action = %event.action, error = %undo_error, "could not undo an unrecorded change");
+        }
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+/// What an operator may change about a client: new RFC 7591 metadata (replacing the old, as
+/// RFC 7592 §2.2 does), and optionally a new profile and settings.
+#[derive(Debug, Clone)]
+pub struct ClientUpdate {
+    /// The full new metadata.
+    pub metadata: Map<String, Value>,
+    /// A new profile, or keep the current one.
+    pub profile: Option<ClientProfile>,
+    /// New settings, or keep the current ones.
+    pub settings: Option<ClientSettings>,
+}
+
+/// Replaces a client's metadata (and, for the operator, its profile and settings), validated for
+/// the resulting profile. A client that moves away from `client_secret_*` loses its secret; one
+/// that moves to it needs a secret rotation to get one.
+///
+/// # Errors
+/// [`RegistryError::Invalid`] for bad metadata, [`RegistryError::Store`] (`NotFound` for an
+/// unknown client).
+pub async fn update_client(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    actor: &str,
+    client_id: &ClientId,
+    update: ClientUpdate,
+) -> Result<Client, RegistryError> {
+    let before = store.clients().find_by_id(client_id).await?;
+    let metadata = ClientMetadata::from_request(update.metadata)?;
+    let profile = update.profile.unwrap_or(before.profile);
+    metadata.validate(profile)?;
+    let settings = update.settings.unwrap_or_else(|| before.settings.clone());
+    settings.validate()?;
+    let uses_secret = matches!(
+        metadata.token_endpoint_auth_method,
+        Some(AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost)
+    );
+    let after = Client {
+        client_id: before.client_id.clone(),
+        profile,
+        metadata: metadata.to_map(),
+        secret_hash: if uses_secret {
+            before.secret_hash.clone()
+        } else {
+            None
+        },
+        settings,
+        registration_token_hash: before.registration_token_hash.clone(),
+        created_at: before.created_at,
+        updated_at: clock.now(),
+    };
+    store.clients().update(&after).await?;
+    let mut details = Map::new();
+    details.insert("before".into(), Value::Object(register::describe(&before)));
+    details.insert("after".into(), Value::Object(register::describe(&after)));
+    let event = SecurityEvent::new(
+        clock.now(),
+        actor,
+        "client.update",
+        Some(client_id.to_string()),
+        details,
+    );
+    record_or_undo(store, event, || store.clients().update(&before)).await?;
+    tracing::info!(%client_id, %actor, "client updated");
+    Ok(after)
+}
+
+/// Deletes a client.
+///
+/// # Errors
+/// [`RegistryError::Store`]: `NotFound` for an unknown client, `Conflict` when a resource server
+/// authenticates as it.
+pub async fn delete_client(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    actor: &str,
+    client_id: &ClientId,
+) -> Result<(), RegistryError> {
+    let before = store.clients().find_by_id(client_id).await?;
+    store.clients().remove(client_id).await?;
+    let mut details = Map::new();
+    details.insert("before".into(), Value::Object(register::describe(&before)));
+    let event = SecurityEvent::new(
+        clock.now(),
+        actor,
+        "client.delete",
+        Some(client_id.to_string()),
+        details,
+    );
+    record_or_undo(store, event, || store.clients().add(&before)).await?;
+    tracing::info!(%client_id, %actor, "client deleted");
+    Ok(())
+}
+
+/// Makes a new secret for a `client_secret_basic`/`_post` client; the old one stops working at
+/// once. The secret is returned to be shown once.
+///
+/// # Errors
+/// [`RegistryError::Invalid`] for a client that does not authenticate with a secret;
+/// [`RegistryError::Store`] (`NotFound` for an unknown client).
+pub async fn rotate_secret(
+    store: &dyn Store,
+    rng: &dyn Rng,
+    clock: &dyn Clock,
+    actor: &str,
+    client_id: &ClientId,
+) -> Result<ClientSecret, RegistryError> {
+    let before = store.clients().find_by_id(client_id).await?;
+    let metadata = ClientMetadata::from_stored(before.metadata.clone())?;
+    if !matches!(
+        metadata.token_endpoint_auth_method,
+        Some(AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost)
+    ) {
+        return Err(RegistryError::Invalid(OAuthError::new(
+            ErrorCode::InvalidRequest,
+            "the client does not authenticate with a client secret",
+        )));
+    }
+    let secret = ClientSecret::generate(rng).map_err(|_| RegistryError::Rng)?;
+    let mut after = before.clone();
+    after.secret_hash = Some(secret.hash());
+    after.updated_at = clock.now();
+    store.clients().update(&after).await?;
+    let event = SecurityEvent::new(
+        clock.now(),
+        actor,
+        "client.rotate_secret",
+        Some(client_id.to_string()),
+        Map::new(),
+    );
+    record_or_undo(store, event, || store.clients().update(&before)).await?;
+    tracing::info!(%client_id, %actor, "client secret rotated");
+    Ok(secret)
+}
+
+/// Splits an operator's request body into RFC 7591 metadata, an optional profile and settings.
+///
+/// # Errors
+/// `invalid_client_metadata` naming the member.
+pub fn operator_request(
+    mut body: Map<String, Value>,
+) -> Result<(Map<String, Value>, Option<ClientProfile>, ClientSettings), OAuthError> {
+    let profile = match body.remove("profile") {
+        None => None,
+        Some(Value::String(name)) => Some(ClientProfile::parse(&name).ok_or_else(|| {
+            OAuthError::new(
+                ErrorCode::InvalidClientMetadata,
+                "profile must be fapi2, fapi2-message-signing or oauth",
+            )
+        })?),
+        Some(_) => {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidClientMetadata,
+                "profile must be a string",
+            ));
+        }
+    };
+    let settings = ClientSettings::parse(ClientSettings::take_from(&mut body))?;
+    Ok((body, profile, settings))
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use portcullis_core::password::PasswordParams;
 use portcullis_core::store::Store;
 use portcullis_core::{Clock, Rng, SystemRng};
 use portcullis_store::PoolOptions;
@@ -15,9 +16,12 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::app::{self, AppState, Urls};
+use crate::client_auth::ClientAuthenticator;
 use crate::config::{Config, ConfigError};
+use crate::jwks_fetch::JwksFetcher;
 use crate::keys::{self, KeyService, KeyServiceError};
 use crate::metrics::Metrics;
+use crate::passwords::PasswordService;
 use crate::tls::listener::{ConnectionLimits, TlsListener};
 use crate::tls::{self, ListenerKind, ServerIdentity, TlsError};
 
@@ -159,8 +163,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         keys::MissingKek::Generate,
     )?);
     keys::bootstrap(store.as_ref(), &kek, &rng, clock.as_ref(), &config.keys).await?;
-    let key_service =
-        Arc::new(KeyService::load(store.clone(), kek, clock.clone(), &config.keys).await?);
+    let key_service = Arc::new(
+        KeyService::load(store.clone(), kek.clone(), clock.clone(), &config.keys).await?,
+    );
 
     let (identity, ca_file) = match (&config.tls.cert_file, &config.tls.key_file) {
         (Some(cert), Some(key)) => (ServerIdentity::from_pem_files(cert, key)?, None),
@@ -201,16 +206,34 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         )
     });
     let metrics = Arc::new(Metrics::new());
+    let jwks_fetcher = Arc::new(JwksFetcher::new(&config.client_jwks, clock.clone())?);
+    let client_auth = Arc::new(ClientAuthenticator::new(
+        &config.client_auth,
+        store.clone(),
+        clock.clone(),
+        jwks_fetcher,
+        &issuer,
+        &mtls_base,
+    )?);
+    let passwords = Arc::new(PasswordService::new(
+        config.passwords.max_concurrent_hashes,
+        PasswordParams::default(),
+        rng.clone(),
+    ));
     let state = AppState {
         config: config.clone(),
         urls: Arc::new(Urls {
             issuer: issuer.clone(),
-            mtls_base,
+            mtls_base: mtls_base.clone(),
         }),
         store,
         keys: key_service,
         clock,
         metrics: metrics.clone(),
+        rng,
+        kek,
+        client_auth,
+        passwords,
         #[cfg(feature = "test-hooks")]
         test_clock,
     };

@@ -3,7 +3,9 @@
 //! corrupt rather than silently accepted.
 
 use portcullis_core::client::secret::SecretHash;
+use portcullis_core::client::settings::ClientSettings;
 use portcullis_core::client::{ClientId, ClientProfile};
+use portcullis_core::resource::ResourceMetadata;
 use portcullis_core::store::StoreError;
 use portcullis_core::user::Username;
 use portcullis_jose::{PublicJwk, SigningAlg};
@@ -35,6 +37,25 @@ pub(crate) fn secret_hash(value: Option<&[u8]>) -> Result<Option<SecretHash>, St
                 .ok_or_else(|| corrupt("clients.secret_hash", "not 32 bytes"))
         })
         .transpose()
+}
+
+pub(crate) fn registration_token_hash(
+    value: Option<&[u8]>,
+) -> Result<Option<SecretHash>, StoreError> {
+    value
+        .map(|bytes| {
+            SecretHash::from_bytes(bytes)
+                .ok_or_else(|| corrupt("clients.registration_token_hash", "not 32 bytes"))
+        })
+        .transpose()
+}
+
+pub(crate) fn client_settings(value: Value) -> Result<ClientSettings, StoreError> {
+    serde_json::from_value(value).map_err(|e| corrupt("clients.settings", e))
+}
+
+pub(crate) fn resource_metadata(value: Value) -> Result<ResourceMetadata, StoreError> {
+    serde_json::from_value(value).map_err(|e| corrupt("resource_servers.metadata", e))
 }
 
 pub(crate) fn profile(value: &str) -> Result<ClientProfile, StoreError> {

@@ -9,6 +9,10 @@ pub(crate) fn from_sqlx(error: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
             StoreError::Conflict(db.constraint().unwrap_or("unique constraint").to_owned())
         }
+        // A row another one refers to, or a reference to a row that is not there.
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+            StoreError::Conflict(db.constraint().unwrap_or("foreign key").to_owned())
+        }
         other => StoreError::Backend(Box::new(other)),
     }
 }

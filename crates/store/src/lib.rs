@@ -21,6 +21,10 @@ macro_rules! aggregate_accessors {
             &self.users
         }
 
+        fn resource_servers(&self) -> &dyn portcullis_core::store::ResourceServerStore {
+            &self.resources
+        }
+
         fn replay(&self) -> &dyn portcullis_core::store::ReplayStore {
             &self.replay
         }

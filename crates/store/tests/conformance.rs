@@ -10,6 +10,9 @@
 
 use std::sync::Arc;
 
+use portcullis_core::client::secret::SecretHash;
+use portcullis_core::client::settings::{ClientSettings, TokenFormat};
+use portcullis_core::resource::{ResourceMetadata, ResourceServer};
 use portcullis_core::client::{Client, ClientId, ClientProfile};
 use portcullis_core::keys::{KeyEncryptionKey, StoredSigningKey};
 use portcullis_core::store::{FirstUse, ReplayKey, ReplayKind, Store, StoreError};
@@ -44,6 +47,8 @@ fn client(id: &str, profile: ClientProfile) -> Client {
                 .unwrap()
                 .clone(),
         secret_hash: None,
+        settings: ClientSettings::default(),
+        registration_token_hash: None,
         created_at: at(0),
         updated_at: at(0),
     }
@@ -137,11 +142,24 @@ mod suite {
             portcullis_core::client::secret::ClientSecret::generate(&SeededRng::new(2)).unwrap();
         c.secret_hash = Some(secret.hash());
         c.metadata.insert("client_name".into(), "Renamed".into());
+        c.settings = ClientSettings {
+            access_token_format: TokenFormat::Opaque,
+            access_token_lifetime_secs: Some(300),
+            admin_scopes: vec!["admin:clients".into()],
+            ..ClientSettings::default()
+        };
+        c.registration_token_hash = Some(SecretHash::of("registration-token"));
         c.updated_at = at(60);
         clients.update(&c).await.unwrap();
         let stored = clients.find_by_id(&c.client_id).await.unwrap();
         assert_eq!(stored, c);
         assert!(stored.secret_hash.unwrap().matches(secret.expose()));
+        assert!(
+            stored
+                .registration_token_hash
+                .unwrap()
+                .matches("registration-token")
+        );
 
         clients.remove(&c.client_id).await.unwrap();
         assert!(matches!(
@@ -154,6 +172,82 @@ mod suite {
         ));
         assert!(matches!(
             clients.remove(&c.client_id).await,
+            Err(StoreError::NotFound)
+        ));
+    }
+
+    pub async fn resource_servers_add_find_update_remove(store: Arc<dyn Store>) {
+        let owner = client("rs-client", ClientProfile::Fapi2);
+        store.clients().add(&owner).await.unwrap();
+        let resources = store.resource_servers();
+        let mut accounts = ResourceServer {
+            resource: "https://api.bank.example/accounts".into(),
+            metadata: ResourceMetadata {
+                name: Some("Accounts".into()),
+                token_format: TokenFormat::Jwt,
+                scopes: vec!["accounts".into()],
+                authorization_details_types: vec!["account_information".into()],
+            },
+            client_id: Some(owner.client_id.clone()),
+            created_at: at(0),
+            updated_at: at(0),
+        };
+        resources.add(&accounts).await.unwrap();
+        assert_eq!(resources.find(&accounts.resource).await.unwrap(), accounts);
+        assert_eq!(
+            resources.find_by_client(&owner.client_id).await.unwrap(),
+            accounts
+        );
+        assert!(matches!(
+            resources.add(&accounts).await,
+            Err(StoreError::Conflict(_))
+        ));
+        // One client stands for one resource server.
+        let mut payments = accounts.clone();
+        payments.resource = "https://api.bank.example/payments".into();
+        assert!(matches!(
+            resources.add(&payments).await,
+            Err(StoreError::Conflict(_))
+        ));
+        // A resource server cannot name a client that does not exist.
+        payments.client_id = Some(ClientId::parse("nobody").unwrap());
+        assert!(matches!(
+            resources.add(&payments).await,
+            Err(StoreError::Conflict(_))
+        ));
+        payments.client_id = None;
+        resources.add(&payments).await.unwrap();
+        // A client a resource server authenticates as cannot be deleted under it.
+        assert!(matches!(
+            store.clients().remove(&owner.client_id).await,
+            Err(StoreError::Conflict(_))
+        ));
+
+        let listed = resources.list(None, 10).await.unwrap();
+        assert_eq!(listed, vec![accounts.clone(), payments.clone()]);
+        assert_eq!(
+            resources.list(Some(&accounts.resource), 10).await.unwrap(),
+            vec![payments.clone()]
+        );
+
+        accounts.metadata.token_format = TokenFormat::Opaque;
+        accounts.client_id = None;
+        accounts.updated_at = at(9);
+        resources.update(&accounts).await.unwrap();
+        assert_eq!(resources.find(&accounts.resource).await.unwrap(), accounts);
+        store.clients().remove(&owner.client_id).await.unwrap();
+
+        resources.remove(&accounts.resource).await.unwrap();
+        assert!(matches!(
+            resources.find(&accounts.resource).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            resources.update(&accounts).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            resources.remove(&accounts.resource).await,
             Err(StoreError::NotFound)
         ));
     }
@@ -327,6 +421,18 @@ mod suite {
             users.set_disabled(nobody, None).await,
             Err(StoreError::NotFound)
         ));
+
+        // Removal exists only to undo an unrecorded creation; the username is free again.
+        users.remove(alice.id).await.unwrap();
+        assert!(matches!(
+            users.find_by_id(alice.id).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            users.remove(alice.id).await,
+            Err(StoreError::NotFound)
+        ));
+        users.add(&user("alice")).await.unwrap();
     }
 
     pub async fn a_totp_step_is_accepted_once_and_only_after_enrolment(store: Arc<dyn Store>) {
@@ -517,6 +623,7 @@ conformance!(
     signing_key_kids_are_unique,
     clients_add_find_update_remove,
     clients_list_pages_in_id_order,
+    resource_servers_add_find_update_remove,
     users_are_unique_by_username_and_found_by_id_or_name,
     ping_answers,
     users_change_password_claims_and_disabled_state,

@@ -136,6 +136,43 @@ pub async fn run_cli(build: Build, args: &[&str], env: &[(&str, &str)]) -> CliOu
     }
 }
 
+/// Runs `portcullis <args>` to completion with `stdin` as its standard input (closed after it).
+pub async fn run_cli_with_stdin(
+    build: Build,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: &[u8],
+) -> CliOutput {
+    use tokio::io::AsyncWriteExt as _;
+    let mut command = command(build);
+    command
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("cannot run portcullis");
+    let mut input = child.stdin.take().expect("stdin is piped");
+    let stdin = stdin.to_vec();
+    // Written beside the output being read, so neither side can block on a full pipe. The
+    // command may exit before reading everything (bad arguments): a broken pipe is fine.
+    tokio::spawn(async move {
+        let _ = input.write_all(&stdin).await;
+    });
+    let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("portcullis CLI did not finish within 120 s")
+        .expect("cannot run portcullis");
+    CliOutput {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
 /// A running server.
 #[derive(Debug)]
 pub struct App {

@@ -4,6 +4,7 @@
 pub mod metadata;
 pub mod register;
 pub mod secret;
+pub mod settings;
 
 use std::fmt;
 
@@ -114,6 +115,10 @@ pub struct Client {
     pub metadata: Map<String, Value>,
     /// For `client_secret_basic`/`_post` clients: the SHA-256 of the secret.
     pub secret_hash: Option<secret::SecretHash>,
+    /// What only the operator sets.
+    pub settings: settings::ClientSettings,
+    /// For dynamically registered clients: the SHA-256 of the RFC 7592 registration access token.
+    pub registration_token_hash: Option<secret::SecretHash>,
     /// When it was registered.
     pub created_at: OffsetDateTime,
     /// When it was last changed.

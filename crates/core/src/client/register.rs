@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 
 use super::metadata::{AuthMethod, ClientMetadata};
 use super::secret::ClientSecret;
+use super::settings::ClientSettings;
 use super::{Client, ClientId, ClientProfile};
 use crate::error::OAuthError;
 use crate::{Rng, RngError};
@@ -30,17 +31,19 @@ pub enum RegisterError {
     Rng(#[from] RngError),
 }
 
-/// Validates `metadata` for `profile` and makes the client.
+/// Validates `metadata` for `profile` and makes the client with the operator's `settings`.
 ///
 /// # Errors
 /// [`RegisterError::Invalid`] with the RFC 7591 error, or [`RegisterError::Rng`].
 pub fn register(
     metadata: &ClientMetadata,
     profile: ClientProfile,
+    settings: ClientSettings,
     rng: &dyn Rng,
     now: OffsetDateTime,
 ) -> Result<Registered, RegisterError> {
     metadata.validate(profile)?;
+    settings.validate()?;
     let client_id = ClientId::parse(rng.token(16)?).map_err(|_| RngError)?;
     let secret = match metadata.token_endpoint_auth_method {
         Some(AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost) => {
@@ -53,6 +56,8 @@ pub fn register(
         profile,
         metadata: metadata.to_map(),
         secret_hash: secret.as_ref().map(ClientSecret::hash),
+        settings,
+        registration_token_hash: None,
         created_at: now,
         updated_at: now,
     };
@@ -60,10 +65,11 @@ pub fn register(
 }
 
 /// The client as the registry shows it (RFC 7591 §3.2.1): its metadata plus `client_id`,
-/// `client_id_issued_at` and `profile`; never a secret or its hash.
+/// `client_id_issued_at`, `profile` and the operator's settings; never a secret or its hash.
 #[must_use]
 pub fn describe(client: &Client) -> Map<String, Value> {
     let mut shown = client.metadata.clone();
+    shown.extend(client.settings.to_map());
     shown.insert("client_id".into(), client.client_id.as_str().into());
     shown.insert(
         "client_id_issued_at".into(),
@@ -90,7 +96,7 @@ mod tests {
         let oauth = metadata(
             json!({"redirect_uris": ["https://app.example/cb"], "token_endpoint_auth_method": "client_secret_basic"}),
         );
-        let registered = register(&oauth, ClientProfile::Oauth, &rng, now).unwrap();
+        let registered = register(&oauth, ClientProfile::Oauth, ClientSettings::default(), &rng, now).unwrap();
         assert_eq!(registered.client.client_id.as_str().len(), 22);
         let secret = registered.secret.unwrap();
         assert!(
@@ -112,11 +118,11 @@ mod tests {
 
         // The same metadata is refused for a FAPI profile (SP 5.3.2.1-6).
         assert!(matches!(
-            register(&oauth, ClientProfile::Fapi2, &rng, now),
+            register(&oauth, ClientProfile::Fapi2, ClientSettings::default(), &rng, now),
             Err(RegisterError::Invalid(_))
         ));
 
-        let other = register(&oauth, ClientProfile::Oauth, &rng, now).unwrap();
+        let other = register(&oauth, ClientProfile::Oauth, ClientSettings::default(), &rng, now).unwrap();
         assert_ne!(other.client.client_id, describe_id(&shown));
     }
 

@@ -42,7 +42,7 @@ impl ClientSecret {
     }
 }
 
-/// The SHA-256 of a client secret.
+/// The SHA-256 of a client secret or another server-made full-entropy token.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretHash([u8; 32]);
 
@@ -53,7 +53,9 @@ impl fmt::Debug for SecretHash {
 }
 
 impl SecretHash {
-    fn of(secret: &str) -> Self {
+    /// The hash of a full-entropy secret or token (a client secret, a registration access token).
+    #[must_use]
+    pub fn of(secret: &str) -> Self {
         Self(Sha256::digest(secret.as_bytes()).into())
     }
 

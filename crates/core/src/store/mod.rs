@@ -16,6 +16,7 @@ mod clients;
 mod events;
 mod keys;
 mod replay;
+mod resources;
 mod users;
 
 use std::fmt;
@@ -24,6 +25,7 @@ pub use clients::ClientStore;
 pub use events::SecurityEventStore;
 pub use keys::SigningKeyStore;
 pub use replay::{FirstUse, ReplayKey, ReplayKind, ReplayStore};
+pub use resources::ResourceServerStore;
 pub use users::UserStore;
 
 /// Which database a store runs on.
@@ -83,6 +85,9 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// The customer accounts.
     fn users(&self) -> &dyn UserStore;
+
+    /// The resource-server registry.
+    fn resource_servers(&self) -> &dyn ResourceServerStore;
 
     /// The replay cache of single-use identifiers.
     fn replay(&self) -> &dyn ReplayStore;

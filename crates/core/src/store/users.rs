@@ -60,6 +60,13 @@ pub trait UserStore: Send + Sync {
     /// [`StoreError`] on database failure.
     async fn use_totp_step(&self, id: Uuid, step: i64) -> Result<bool, StoreError>;
 
+    /// Deletes the user: only to undo a creation that could not be recorded in the security-event
+    /// trail. Accounts are otherwise disabled, never deleted.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] if there is no such user.
+    async fn remove(&self, id: Uuid) -> Result<(), StoreError>;
+
     /// Disables the account from `at`, or re-enables it with `None`.
     ///
     /// # Errors

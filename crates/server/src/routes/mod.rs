@@ -1,27 +1,43 @@
 //! The HTTP endpoints, one module per endpoint family (DESIGN.md, The public surface).
 
+pub mod admin;
 pub mod discovery;
 pub mod health;
 pub mod jwks;
+pub mod oauth_error;
 #[cfg(feature = "test-hooks")]
 pub mod test_hooks;
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod token_tests;
+pub mod token;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::app::AppState;
 
 /// Every public route.
 pub fn router() -> Router<AppState> {
+    let (admin, api) = admin::router();
+    let document = std::sync::Arc::new(api);
     Router::new()
+        .merge(admin)
+        .route(
+            "/admin/v1/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move { axum::Json(document.as_ref().clone()) }
+            }),
+        )
         .route("/.well-known/openid-configuration", get(discovery::get))
         .route(
             "/.well-known/oauth-authorization-server",
             get(discovery::get),
         )
         .route("/jwks", get(jwks::get))
+        .route(token::PATH, post(token::post))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)

@@ -26,11 +26,18 @@ pub(crate) struct Harness {
 }
 
 pub(crate) async fn harness() -> Harness {
+    harness_with(|_| {}).await
+}
+
+/// A harness whose configuration `edit` adjusts (for example `client_auth.trust_anchor_files`)
+/// before the state is built from it.
+pub(crate) async fn harness_with(edit: impl FnOnce(&mut Config)) -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
+    let mut config = Config {
         data_dir: dir.path().to_owned(),
         ..Config::default()
     };
+    edit(&mut config);
     let store = portcullis_store::connect_and_migrate(
         &config.database_url(),
         &portcullis_store::PoolOptions::default(),
@@ -49,16 +56,38 @@ pub(crate) async fn harness() -> Harness {
             .await
             .unwrap(),
     );
+    let client_auth = Arc::new(
+        crate::client_auth::ClientAuthenticator::new(
+            &config.client_auth,
+            store.clone(),
+            dyn_clock.clone(),
+            Arc::new(
+                crate::jwks_fetch::JwksFetcher::new(&config.client_jwks, dyn_clock.clone())
+                    .unwrap(),
+            ),
+            "https://as.example",
+            "https://mtls.as.example",
+        )
+        .unwrap(),
+    );
     let state = AppState {
-        config: Arc::new(config),
+        config: Arc::new(config.clone()),
         urls: Arc::new(Urls {
             issuer: "https://as.example".into(),
             mtls_base: "https://mtls.as.example".into(),
         }),
         store,
         keys: key_service,
-        clock: dyn_clock,
+        clock: dyn_clock.clone(),
         metrics: Arc::new(Metrics::new()),
+        rng: rng.clone(),
+        kek: kek.clone(),
+        client_auth,
+        passwords: Arc::new(crate::passwords::PasswordService::new(
+            1,
+            portcullis_core::password::PasswordParams::default(),
+            rng.clone(),
+        )),
         #[cfg(feature = "test-hooks")]
         test_clock: Arc::new(portcullis_core::OffsetClock::default()),
     };

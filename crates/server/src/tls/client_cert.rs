@@ -32,6 +32,7 @@ pub enum CertificateSource {
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClientCertificate {
     der: CertificateDer<'static>,
+    intermediates: Vec<CertificateDer<'static>>,
     x5t_s256: String,
     source: CertificateSource,
 }
@@ -52,9 +53,31 @@ impl ClientCertificate {
         let x5t_s256 = portcullis_jose::x5t_sha256(&der);
         Self {
             der,
+            intermediates: Vec::new(),
             x5t_s256,
             source,
         }
+    }
+
+    /// The most intermediate certificates kept from a presented chain.
+    pub const MAX_INTERMEDIATES: usize = 8;
+
+    /// Adds the rest of the presented chain (at most [`Self::MAX_INTERMEDIATES`]), with which
+    /// `tls_client_auth` builds a path to a trust anchor.
+    #[must_use]
+    pub fn with_intermediates(mut self, chain: &[CertificateDer<'_>]) -> Self {
+        self.intermediates = chain
+            .iter()
+            .take(Self::MAX_INTERMEDIATES)
+            .map(|c| c.clone().into_owned())
+            .collect();
+        self
+    }
+
+    /// The intermediate certificates presented after the leaf.
+    #[must_use]
+    pub fn intermediates(&self) -> &[CertificateDer<'static>] {
+        &self.intermediates
     }
 
     /// The DER encoding.

@@ -137,12 +137,12 @@ pub async fn serve(
                 .get_ref()
                 .1
                 .peer_certificates()
-                .and_then(|chain| chain.first())
-                .map(|der| {
-                    Arc::new(ClientCertificate::new(
-                        der.clone().into_owned(),
-                        CertificateSource::Handshake,
-                    ))
+                .and_then(|chain| chain.split_first())
+                .map(|(der, intermediates)| {
+                    Arc::new(
+                        ClientCertificate::new(der.clone().into_owned(), CertificateSource::Handshake)
+                            .with_intermediates(intermediates),
+                    )
                 });
             let info = ConnectionInfo {
                 remote_addr,

@@ -18,6 +18,8 @@ struct ClientRow {
     profile: String,
     metadata: Json<serde_json::Value>,
     secret_hash: Option<Vec<u8>>,
+    settings: Json<serde_json::Value>,
+    registration_token_hash: Option<Vec<u8>>,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
 }
@@ -30,6 +32,10 @@ impl TryFrom<ClientRow> for Client {
             profile: convert::profile(&row.profile)?,
             metadata: convert::metadata(row.metadata.0)?,
             secret_hash: convert::secret_hash(row.secret_hash.as_deref())?,
+            settings: convert::client_settings(row.settings.0)?,
+            registration_token_hash: convert::registration_token_hash(
+                row.registration_token_hash.as_deref(),
+            )?,
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
@@ -40,8 +46,9 @@ impl TryFrom<ClientRow> for Client {
 impl ClientStore for PgClients {
     async fn add(&self, client: &Client) -> Result<(), StoreError> {
         sqlx::query(
-            r#"INSERT INTO clients (client_id, profile, metadata, created_at, updated_at, secret_hash)
-               VALUES ($1, $2, $3, $4, $5, $6)"#,
+            r#"INSERT INTO clients (client_id, profile, metadata, created_at, updated_at, secret_hash,
+                                   settings, registration_token_hash)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"#,
         )
         .bind(client.client_id.as_str())
         .bind(client.profile.as_str())
@@ -49,6 +56,13 @@ impl ClientStore for PgClients {
         .bind(client.created_at)
         .bind(client.updated_at)
         .bind(client.secret_hash.as_ref().map(|h| h.as_bytes().to_vec()))
+        .bind(Json(client.settings.to_map()))
+        .bind(
+            client
+                .registration_token_hash
+                .as_ref()
+                .map(|h| h.as_bytes().to_vec()),
+        )
         .execute(&self.0)
         .await
         .map(drop)
@@ -57,7 +71,8 @@ impl ClientStore for PgClients {
 
     async fn find_by_id(&self, client_id: &ClientId) -> Result<Client, StoreError> {
         sqlx::query_as::<_, ClientRow>(
-            r#"SELECT client_id, profile, metadata, secret_hash, created_at, updated_at
+            r#"SELECT client_id, profile, metadata, secret_hash, settings, registration_token_hash,
+                      created_at, updated_at
                FROM clients WHERE client_id = $1"#,
         )
         .bind(client_id.as_str())
@@ -69,7 +84,8 @@ impl ClientStore for PgClients {
 
     async fn list(&self, after: Option<&ClientId>, limit: u32) -> Result<Vec<Client>, StoreError> {
         sqlx::query_as::<_, ClientRow>(
-            r#"SELECT client_id, profile, metadata, secret_hash, created_at, updated_at
+            r#"SELECT client_id, profile, metadata, secret_hash, settings, registration_token_hash,
+                      created_at, updated_at
                FROM clients WHERE $1::TEXT IS NULL OR client_id > $1
                ORDER BY client_id LIMIT $2"#,
         )
@@ -85,7 +101,8 @@ impl ClientStore for PgClients {
 
     async fn update(&self, client: &Client) -> Result<(), StoreError> {
         let done = sqlx::query(
-            r#"UPDATE clients SET profile = $2, metadata = $3, updated_at = $4, secret_hash = $5
+            r#"UPDATE clients SET profile = $2, metadata = $3, updated_at = $4, secret_hash = $5,
+                                  settings = $6, registration_token_hash = $7
                WHERE client_id = $1"#,
         )
         .bind(client.client_id.as_str())
@@ -93,6 +110,13 @@ impl ClientStore for PgClients {
         .bind(Json(&client.metadata))
         .bind(client.updated_at)
         .bind(client.secret_hash.as_ref().map(|h| h.as_bytes().to_vec()))
+        .bind(Json(client.settings.to_map()))
+        .bind(
+            client
+                .registration_token_hash
+                .as_ref()
+                .map(|h| h.as_bytes().to_vec()),
+        )
         .execute(&self.0)
         .await
         .map_err(from_sqlx)?;

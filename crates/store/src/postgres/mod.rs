@@ -4,6 +4,7 @@ mod clients;
 mod events;
 mod keys;
 mod replay;
+mod resources;
 mod users;
 
 use portcullis_core::store::{Backend, Store, StoreError};
@@ -24,6 +25,7 @@ pub struct PgStore {
     clients: clients::PgClients,
     users: users::PgUsers,
     replay: replay::PgReplay,
+    resources: resources::PgResources,
     events: events::PgEvents,
 }
 
@@ -54,6 +56,7 @@ impl PgStore {
             clients: clients::PgClients(pool.clone()),
             users: users::PgUsers(pool.clone()),
             replay: replay::PgReplay(pool.clone()),
+            resources: resources::PgResources(pool.clone()),
             events: events::PgEvents(pool.clone()),
             pool,
         }

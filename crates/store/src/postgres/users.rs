@@ -162,4 +162,13 @@ impl UserStore for PgUsers {
             .map_err(from_sqlx)?;
         one_row(done.rows_affected())
     }
+
+    async fn remove(&self, id: Uuid) -> Result<(), StoreError> {
+        let done = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id)
+            .execute(&self.0)
+            .await
+            .map_err(from_sqlx)?;
+        one_row(done.rows_affected())
+    }
 }

@@ -5,6 +5,7 @@ mod clients;
 mod events;
 mod keys;
 mod replay;
+mod resources;
 mod users;
 
 use std::str::FromStr as _;
@@ -29,6 +30,7 @@ pub struct SqliteStore {
     clients: clients::SqliteClients,
     users: users::SqliteUsers,
     replay: replay::SqliteReplay,
+    resources: resources::SqliteResources,
     events: events::SqliteEvents,
 }
 
@@ -62,6 +64,7 @@ impl SqliteStore {
             clients: clients::SqliteClients(pool.clone()),
             users: users::SqliteUsers(pool.clone()),
             replay: replay::SqliteReplay(pool.clone()),
+            resources: resources::SqliteResources(pool.clone()),
             events: events::SqliteEvents(pool.clone()),
             pool,
         }

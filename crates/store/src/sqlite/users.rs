@@ -185,4 +185,13 @@ impl UserStore for SqliteUsers {
             .map_err(from_sqlx)?;
         one_row(done.rows_affected())
     }
+
+    async fn remove(&self, user_id: Uuid) -> Result<(), StoreError> {
+        let done = sqlx::query("DELETE FROM users WHERE id = ?1")
+            .bind(id(user_id))
+            .execute(&self.0)
+            .await
+            .map_err(from_sqlx)?;
+        one_row(done.rows_affected())
+    }
 }

@@ -1,0 +1,427 @@
+//! The operator's admin API, `/admin/v1`: JSON REST over clients, users, keys and resource
+//! servers, with an OpenAPI 3.1 document generated from the same handlers that serve it.
+//!
+//! Authentication: sender-constrained access tokens that Portcullis itself issued with the
+//! client-credentials grant to a client whose operator settings grant `admin:*` scopes. Each
+//! request must carry the token (`DPoP` scheme with a proof whose `ath` covers it, or `Bearer` on
+//! the mTLS listener with the certificate it is bound to), the token's audience must be the admin
+//! API, and the route's scope must be both in the token and still granted to the client, so that
+//! removing a scope or deleting the client takes effect at once.
+
+pub mod clients;
+pub mod keys;
+pub mod resources;
+pub mod users;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
+use http::{HeaderValue, StatusCode, header};
+use portcullis_core::client::ClientId;
+use portcullis_core::error::{ErrorCode, OAuthError};
+use portcullis_core::store::StoreError;
+use portcullis_jose::{SigningAlg, verify_jwt};
+use portcullis_verify::binding::Binding;
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::app::AppState;
+use crate::routes::oauth_error::quote;
+use crate::routes::token::admin_audience;
+use crate::sender::{self, Possession, PossessionError};
+use crate::tls::client_cert::{ClientCertificate, ConnectionInfo};
+
+/// The prefix.
+pub const PREFIX: &str = "/admin/v1";
+
+/// An error of the admin API: a JSON body with `error` and `error_description`.
+#[derive(Debug)]
+pub enum AdminError {
+    /// A protocol error (`invalid_token`, `insufficient_scope`, `invalid_request`,
+    /// `invalid_client_metadata`, …) with an optional `WWW-Authenticate` challenge.
+    Protocol(OAuthError, Option<String>),
+    /// 404.
+    NotFound(String),
+    /// 409.
+    Conflict(String),
+    /// 500; the cause is logged, never sent.
+    Internal,
+}
+
+/// The body of every admin API error.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// An RFC 6749/6750/7591 error code, or `not_found`, `conflict`, `server_error`.
+    pub error: String,
+    /// What went wrong, naming the rule.
+    pub error_description: String,
+}
+
+impl AdminError {
+    /// Logs an internal failure and hides it.
+    pub fn internal(context: &str, error: &dyn std::fmt::Display) -> Self {
+        tracing::error!(%error, "admin: {context}");
+        AdminError::Internal
+    }
+
+    /// A store failure: not found and conflicts are the caller's; the rest is internal.
+    pub fn store(what: &str, error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound => AdminError::NotFound(format!("no such {what}")),
+            StoreError::Conflict(_) => AdminError::Conflict(format!(
+                "the {what} conflicts with an existing one, or another record refers to it"
+            )),
+            other => AdminError::internal(what, &other),
+        }
+    }
+}
+
+impl From<OAuthError> for AdminError {
+    fn from(error: OAuthError) -> Self {
+        AdminError::Protocol(error, None)
+    }
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let (status, error, description, challenge) = match self {
+            AdminError::Protocol(e, challenge) => (
+                crate::routes::oauth_error::status_of(e.error),
+                e.error.as_str().to_owned(),
+                e.error_description,
+                challenge,
+            ),
+            AdminError::NotFound(d) => (StatusCode::NOT_FOUND, "not_found".into(), d, None),
+            AdminError::Conflict(d) => (StatusCode::CONFLICT, "conflict".into(), d, None),
+            AdminError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error".into(),
+                "the server could not complete the request".into(),
+                None,
+            ),
+        };
+        let mut response = (
+            status,
+            Json(ErrorBody {
+                error,
+                error_description: description,
+            }),
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+}
+
+/// An admin API caller: the client its token was issued to and the token's scopes.
+#[derive(Debug, Clone)]
+pub struct AdminCaller {
+    /// The admin client.
+    pub client_id: ClientId,
+    scopes: Vec<String>,
+    granted: Vec<String>,
+}
+
+impl AdminCaller {
+    /// The actor recorded in security events.
+    #[must_use]
+    pub fn actor(&self) -> String {
+        format!("admin-client:{}", self.client_id)
+    }
+
+    /// Requires `scope`: in the token and still granted to the client (RFC 6750 §3.1
+    /// `insufficient_scope`).
+    ///
+    /// # Errors
+    /// 403 `insufficient_scope`.
+    pub fn require(&self, scope: &str) -> Result<(), AdminError> {
+        if self.scopes.iter().any(|s| s == scope) && self.granted.iter().any(|s| s == scope) {
+            Ok(())
+        } else {
+            Err(AdminError::Protocol(
+                OAuthError::new(
+                    ErrorCode::InsufficientScope,
+                    format!("this operation needs the {scope} scope"),
+                ),
+                Some(format!(
+                    "Bearer error=\"insufficient_scope\", scope={}",
+                    quote(scope)
+                )),
+            ))
+        }
+    }
+}
+
+fn invalid_token(description: impl Into<String>, dpop: bool) -> AdminError {
+    let description = description.into();
+    let algs = SigningAlg::ALL
+        .iter()
+        .map(|a| a.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let challenge = if dpop {
+        format!(
+            "DPoP error=\"invalid_token\", error_description={}, algs=\"{algs}\"",
+            quote(&description)
+        )
+    } else {
+        format!(
+            "Bearer error=\"invalid_token\", error_description={}",
+            quote(&description)
+        )
+    };
+    AdminError::Protocol(
+        OAuthError::new(ErrorCode::InvalidToken, description),
+        Some(challenge),
+    )
+}
+
+impl FromRequestParts<AppState> for AdminCaller {
+    type Rejection = AdminError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AdminError> {
+        let authorization = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                AdminError::Protocol(
+                    OAuthError::new(ErrorCode::InvalidToken, "an admin access token is required"),
+                    Some(format!(
+                        "DPoP algs=\"{}\", Bearer",
+                        SigningAlg::ALL
+                            .iter()
+                            .map(|a| a.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    )),
+                )
+            })?;
+        let (scheme, token) = authorization
+            .split_once(' ')
+            .map(|(s, t)| (s, t.trim()))
+            .ok_or_else(|| invalid_token("the Authorization header is malformed", false))?;
+        let dpop_scheme = scheme.eq_ignore_ascii_case("dpop");
+        if !dpop_scheme && !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(invalid_token(
+                "the Authorization scheme must be DPoP or Bearer",
+                false,
+            ));
+        }
+        let jwks = state.keys.jwks().await;
+        let verified = verify_jwt(token, &jwks, &SigningAlg::ALL)
+            .map_err(|_| invalid_token("the access token is not valid", dpop_scheme))?;
+        if verified.header.get("typ").and_then(Value::as_str) != Some("at+jwt") {
+            return Err(invalid_token(
+                "the token is not an access token (RFC 9068 §2.1 typ at+jwt)",
+                dpop_scheme,
+            ));
+        }
+        let claims = &verified.claims;
+        let now = state.clock.now();
+        if claims.get("iss").and_then(Value::as_str) != Some(state.urls.issuer.as_str()) {
+            return Err(invalid_token("the token was not issued here", dpop_scheme));
+        }
+        let audience = admin_audience(&state.urls.issuer);
+        let for_admin = match claims.get("aud") {
+            Some(Value::String(a)) => *a == audience,
+            Some(Value::Array(values)) => values.iter().any(|v| v.as_str() == Some(&audience)),
+            _ => false,
+        };
+        if !for_admin {
+            return Err(invalid_token(
+                "the token is not for the admin API",
+                dpop_scheme,
+            ));
+        }
+        let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
+        if exp <= now.unix_timestamp() {
+            return Err(invalid_token("the access token has expired", dpop_scheme));
+        }
+
+        // The binding (checklist #29, #30, #34, #35).
+        let binding = Binding::from_claims(claims)
+            .map_err(|e| invalid_token(e.to_string(), dpop_scheme))?;
+        let certificate = parts.extensions.get::<Arc<ClientCertificate>>().cloned();
+        match &binding {
+            Binding::DpopKey(_) => {
+                if !dpop_scheme {
+                    return Err(invalid_token(
+                        "a DPoP-bound token must be sent with the DPoP scheme and a proof (RFC 9449 §7.1)",
+                        false,
+                    ));
+                }
+                let info = parts.extensions.get::<ConnectionInfo>();
+                let url = sender::request_url(&state.urls, info, parts.uri.path());
+                let possession = Possession {
+                    headers: &parts.headers,
+                    method: parts.method.as_str(),
+                    url: &url,
+                    certificate: certificate.as_deref(),
+                };
+                let proof = sender::check_dpop(&state.store, &possession, Some(token), now)
+                    .await
+                    .map_err(|e| match e {
+                        PossessionError::Refused(e) => AdminError::Protocol(
+                            OAuthError::new(ErrorCode::InvalidDpopProof, e.error_description.clone()),
+                            Some(format!(
+                                "DPoP error=\"invalid_dpop_proof\", error_description={}",
+                                quote(&e.error_description)
+                            )),
+                        ),
+                        PossessionError::Store(e) => AdminError::internal("replay store", &e),
+                    })?;
+                binding
+                    .check(None, Some(&proof.jkt))
+                    .map_err(|e| invalid_token(e.to_string(), true))?;
+            }
+            Binding::Certificate(_) => {
+                if dpop_scheme {
+                    return Err(invalid_token(
+                        "a certificate-bound token is sent with the Bearer scheme (RFC 8705 §3)",
+                        true,
+                    ));
+                }
+                binding
+                    .check(certificate.as_ref().map(|c| c.x5t_s256()), None)
+                    .map_err(|e| invalid_token(e.to_string(), false))?;
+            }
+        }
+
+        let client_id = claims
+            .get("client_id")
+            .and_then(Value::as_str)
+            .and_then(|c| ClientId::parse(c).ok())
+            .ok_or_else(|| invalid_token("the token names no client", dpop_scheme))?;
+        let client = match state.store.clients().find_by_id(&client_id).await {
+            Ok(client) => client,
+            Err(StoreError::NotFound) => {
+                return Err(invalid_token(
+                    "the client the token was issued to no longer exists",
+                    dpop_scheme,
+                ));
+            }
+            Err(e) => return Err(AdminError::internal("admin client", &e)),
+        };
+        let scopes = claims
+            .get("scope")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Ok(AdminCaller {
+            client_id,
+            scopes,
+            granted: client.settings.admin_scopes,
+        })
+    }
+}
+
+impl OptionalFromRequestParts<AppState> for AdminCaller {
+    type Rejection = AdminError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Option<Self>, AdminError> {
+        <Self as FromRequestParts<AppState>>::from_request_parts(parts, state)
+            .await
+            .map(Some)
+    }
+}
+
+/// Paging of list routes.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Page {
+    /// Return items after this one (the last identifier of the previous page).
+    pub after: Option<String>,
+    /// At most this many items, 1 to 500 (default 100).
+    pub limit: Option<u32>,
+}
+
+impl Page {
+    /// The bounded limit.
+    #[must_use]
+    pub fn limit(&self) -> u32 {
+        self.limit.unwrap_or(100).clamp(1, 500)
+    }
+}
+
+/// A page of items.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Listing {
+    /// The items.
+    pub items: Vec<serde_json::Map<String, Value>>,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "dpop",
+            // OpenAPI has no `DPoP` HTTP scheme: the header is described as such.
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "`DPoP <access token>` with a `DPoP` proof header (RFC 9449 §7.1): a DPoP-bound token from the client-credentials grant",
+            ))),
+        );
+        components.add_security_scheme(
+            "mtls_bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A certificate-bound access token (RFC 8705) sent on the mTLS listener with its certificate",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Portcullis admin API",
+        description = "The operator's API: clients, users, signing keys and resource servers. Every route needs a sender-constrained admin access token with the scope it names.",
+    ),
+    modifiers(&SecuritySchemes),
+    security(("dpop" = []), ("mtls_bearer" = [])),
+    components(schemas(ErrorBody, Listing)),
+)]
+struct AdminDoc;
+
+/// The admin routes and their OpenAPI document.
+pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut api) = OpenApiRouter::with_openapi(AdminDoc::openapi())
+        .merge(clients::router())
+        .merge(users::router())
+        .merge(keys::router())
+        .merge(resources::router())
+        .split_for_parts();
+    api.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    (router, api)
+}

@@ -1,0 +1,125 @@
+//! OAuth error responses (RFC 6749 §5.2, RFC 6750 §3, RFC 9449 §7.1/§8): a JSON body with `error`
+//! and `error_description`, the status the code calls for, `Cache-Control: no-store`, and the
+//! challenge headers a client needs.
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use portcullis_core::error::{ErrorCode, OAuthError};
+
+/// An error answer of an endpoint clients call directly (token, PAR, introspection, revocation,
+/// registration).
+#[derive(Debug, Clone)]
+pub struct ErrorResponse {
+    /// The protocol error.
+    pub error: OAuthError,
+    /// A `WWW-Authenticate` challenge to send (401s).
+    pub challenge: Option<String>,
+    /// A fresh `DPoP-Nonce` to send with `use_dpop_nonce`.
+    pub dpop_nonce: Option<String>,
+}
+
+impl ErrorResponse {
+    /// An answer for `error` with no extra headers.
+    #[must_use]
+    pub fn new(error: OAuthError) -> Self {
+        Self {
+            error,
+            challenge: None,
+            dpop_nonce: None,
+        }
+    }
+
+    /// Adds a `WWW-Authenticate` challenge.
+    #[must_use]
+    pub fn with_challenge(mut self, challenge: impl Into<String>) -> Self {
+        self.challenge = Some(challenge.into());
+        self
+    }
+}
+
+impl From<OAuthError> for ErrorResponse {
+    fn from(error: OAuthError) -> Self {
+        Self::new(error)
+    }
+}
+
+/// The status an error code is answered with at an endpoint clients call with their own
+/// credentials: 401 for failed client authentication (RFC 6749 §5.2), 500/503 for server trouble,
+/// 400 otherwise.
+#[must_use]
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+        ErrorCode::InsufficientScope | ErrorCode::AccessDenied => StatusCode::FORBIDDEN,
+        ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// Quotes a value for an auth-param (RFC 9110 §11.2): backslash-escapes `"` and `\`, drops
+/// control characters.
+#[must_use]
+pub fn quote(value: &str) -> String {
+    let mut quoted = String::with_capacity(value.len() + 2);
+    quoted.push('"');
+    for c in value.chars().filter(|c| !c.is_control()) {
+        if c == '"' || c == '\\' {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    quoted
+}
+
+impl IntoResponse for ErrorResponse {
+    fn into_response(self) -> Response {
+        let status = status_of(self.error.error);
+        let mut response = (status, Json(&self.error)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(value) = self
+            .challenge
+            .and_then(|c| HeaderValue::from_str(&c).ok())
+        {
+            headers.insert(header::WWW_AUTHENTICATE, value);
+        }
+        if let Some(value) = self
+            .dpop_nonce
+            .and_then(|n| HeaderValue::from_str(&n).ok())
+        {
+            headers.insert("dpop-nonce", value);
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_client_is_401_with_the_challenge_and_no_store() {
+        let response = ErrorResponse::new(OAuthError::new(ErrorCode::InvalidClient, "x"))
+            .with_challenge("Basic realm=\"portcullis\"")
+            .into_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+        assert_eq!(
+            response.headers()[header::WWW_AUTHENTICATE],
+            "Basic realm=\"portcullis\""
+        );
+        assert_eq!(
+            status_of(ErrorCode::InvalidGrant),
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
+    fn auth_params_are_quoted() {
+        assert_eq!(quote(r#"say "hi"\n"#), r#""say \"hi\"\\n""#);
+        assert_eq!(quote("a\r\nb"), "\"ab\"");
+    }
+}

@@ -1,0 +1,355 @@
+//! The token endpoint (RFC 6749 §3.2). This part: the `client_credentials` grant (RFC 6749 §4.4),
+//! issuing sender-constrained RFC 9068 access tokens; the authorization-code and refresh grants
+//! join it with the flow issue.
+//!
+//! Order of checks: the body's form (`invalid_request`), the client (`invalid_client`, 401), the
+//! grant type (`unsupported_grant_type`, `unauthorized_client`), the scope and resource
+//! (`invalid_scope`, `invalid_target`), then the proof of possession (`invalid_dpop_proof`,
+//! `invalid_request`). Only then is a token minted.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, header};
+use portcullis_core::access_token::AccessToken;
+use portcullis_core::client::metadata::GrantType;
+use portcullis_core::client::settings::{ADMIN_SCOPES, TokenFormat};
+use portcullis_core::error::{ErrorCode, OAuthError};
+use portcullis_core::resource::is_scope_token;
+use serde_json::json;
+use time::Duration;
+
+use crate::app::AppState;
+use crate::client_auth::{AuthenticatedClient, ClientAuthError, Endpoint, Presented};
+use crate::form::Form;
+use crate::routes::oauth_error::ErrorResponse;
+use crate::sender::{self, Possession, PossessionError};
+use crate::tls::client_cert::{ClientCertificate, ConnectionInfo};
+
+/// The path.
+pub const PATH: &str = "/token";
+
+/// The audience of access tokens for the admin API.
+#[must_use]
+pub fn admin_audience(issuer: &str) -> String {
+    format!("{issuer}/admin/v1")
+}
+
+/// `POST /token`.
+pub async fn post(
+    State(state): State<AppState>,
+    info: Option<Extension<ConnectionInfo>>,
+    certificate: Option<Extension<Arc<ClientCertificate>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let certificate = certificate.map(|Extension(c)| c);
+    match issue(
+        &state,
+        info.as_ref().map(|Extension(i)| i),
+        certificate.as_deref(),
+        &headers,
+        &body,
+    )
+    .await
+    {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+fn server_error(context: &str, error: &dyn std::fmt::Display) -> ErrorResponse {
+    tracing::error!(%error, "{context}");
+    ErrorResponse::new(OAuthError::server_error())
+}
+
+fn from_possession(error: PossessionError) -> ErrorResponse {
+    match error {
+        PossessionError::Refused(e) => ErrorResponse::new(e),
+        PossessionError::Store(e) => server_error("token: replay store", &e),
+    }
+}
+
+async fn issue(
+    state: &AppState,
+    info: Option<&ConnectionInfo>,
+    certificate: Option<&ClientCertificate>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ErrorResponse> {
+    let form = Form::from_request_with(headers, body, &["resource"])?;
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let presented = Presented {
+        form: &form,
+        authorization,
+        certificate,
+    };
+    let client = match state.client_auth.authenticate(presented, Endpoint::Token).await {
+        Ok(client) => client,
+        Err(ClientAuthError::Refused {
+            error,
+            basic_attempted,
+        }) => {
+            let response = ErrorResponse::new(error);
+            return Err(if basic_attempted {
+                response.with_challenge("Basic realm=\"portcullis\"")
+            } else {
+                response
+            });
+        }
+        Err(e) => return Err(server_error("token: client authentication", &e)),
+    };
+
+    let grant_type = form.require("grant_type")?;
+    match grant_type {
+        "client_credentials" => client_credentials(state, info, certificate, headers, &form, &client).await,
+        "password" | "implicit" => Err(OAuthError::new(
+            ErrorCode::UnsupportedGrantType,
+            format!("the {grant_type} grant is not supported (FAPI2 SP 5.3.2.1-2)"),
+        )
+        .into()),
+        other => Err(OAuthError::new(
+            ErrorCode::UnsupportedGrantType,
+            format!("grant_type {other} is not supported at this endpoint"),
+        )
+        .into()),
+    }
+}
+
+/// What a token will be for.
+struct Target {
+    scopes: Vec<String>,
+    audience: Vec<String>,
+    format: TokenFormat,
+}
+
+fn split_scope(scope: &str) -> Result<Vec<String>, OAuthError> {
+    let mut seen = BTreeSet::new();
+    let mut scopes = Vec::new();
+    for s in scope.split(' ').filter(|s| !s.is_empty()) {
+        if !is_scope_token(s) {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
+                "scope is not a space-separated list of scope tokens (RFC 6749 §3.3)",
+            ));
+        }
+        if seen.insert(s) {
+            scopes.push(s.to_owned());
+        }
+    }
+    Ok(scopes)
+}
+
+/// Works out the scopes and audience of a client-credentials token. Admin scopes (`admin:*`) come
+/// only from the operator's settings and make a token for the admin API alone; other scopes must
+/// be registered for the client and served by the resource servers the token is for (RFC 8707).
+async fn target(
+    state: &AppState,
+    form: &Form,
+    client: &AuthenticatedClient,
+) -> Result<Target, ErrorResponse> {
+    let registered = split_scope(client.metadata.scope.as_deref().unwrap_or_default())?;
+    let requested = match form.get("scope") {
+        Some(scope) => split_scope(scope)?,
+        None => registered.clone(),
+    };
+    let resources = form.get_all("resource");
+    let admin_audience = admin_audience(&state.urls.issuer);
+    let admin: Vec<&String> = requested
+        .iter()
+        .filter(|s| ADMIN_SCOPES.contains(&s.as_str()))
+        .collect();
+    if !admin.is_empty() {
+        if admin.len() != requested.len() {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
+                "admin scopes cannot be combined with other scopes in one token",
+            )
+            .into());
+        }
+        if let Some(scope) = admin
+            .iter()
+            .find(|s| !client.client.settings.allows_admin_scope(s))
+        {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
+                format!("the client may not ask for {scope}"),
+            )
+            .into());
+        }
+        if resources.iter().any(|r| *r != admin_audience) {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidTarget,
+                "admin tokens are only for the admin API (RFC 8707 §2)",
+            )
+            .into());
+        }
+        return Ok(Target {
+            scopes: requested,
+            audience: vec![admin_audience],
+            format: TokenFormat::Jwt,
+        });
+    }
+    if let Some(scope) = requested.iter().find(|s| !registered.contains(s)) {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidScope,
+            format!("scope {scope} is not registered for the client"),
+        )
+        .into());
+    }
+    let mut servers = Vec::new();
+    if resources.is_empty() {
+        // No resource named: the token is for every resource server that serves a requested scope.
+        let all = state
+            .store
+            .resource_servers()
+            .list(None, 1000)
+            .await
+            .map_err(|e| server_error("token: resource servers", &e))?;
+        servers.extend(
+            all.into_iter()
+                .filter(|rs| rs.metadata.scopes.iter().any(|s| requested.contains(s))),
+        );
+    } else {
+        for resource in resources {
+            match state.store.resource_servers().find(resource).await {
+                Ok(rs) => servers.push(rs),
+                Err(portcullis_core::store::StoreError::NotFound) => {
+                    return Err(OAuthError::new(
+                        ErrorCode::InvalidTarget,
+                        "resource names no registered resource server (RFC 8707 §2)",
+                    )
+                    .into());
+                }
+                Err(e) => return Err(server_error("token: resource servers", &e)),
+            }
+        }
+    }
+    if servers.is_empty() {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidTarget,
+            "no registered resource server serves the requested scope: name one with resource (RFC 8707)",
+        )
+        .into());
+    }
+    if let Some(scope) = requested
+        .iter()
+        .find(|s| !servers.iter().any(|rs| rs.metadata.scopes.contains(s)))
+    {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidScope,
+            format!("scope {scope} is not served by the requested resource"),
+        )
+        .into());
+    }
+    let opaque = client.client.settings.access_token_format == TokenFormat::Opaque
+        || servers
+            .iter()
+            .any(|rs| rs.metadata.token_format == TokenFormat::Opaque);
+    Ok(Target {
+        scopes: requested,
+        audience: servers.into_iter().map(|rs| rs.resource).collect(),
+        format: if opaque {
+            TokenFormat::Opaque
+        } else {
+            TokenFormat::Jwt
+        },
+    })
+}
+
+async fn client_credentials(
+    state: &AppState,
+    info: Option<&ConnectionInfo>,
+    certificate: Option<&ClientCertificate>,
+    headers: &HeaderMap,
+    form: &Form,
+    client: &AuthenticatedClient,
+) -> Result<Response, ErrorResponse> {
+    // Checklist #13.
+    if !client
+        .metadata
+        .grant_types
+        .contains(&GrantType::ClientCredentials)
+    {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "the client is not registered for the client_credentials grant (RFC 6749 §5.2)",
+        )
+        .into());
+    }
+    let target = target(state, form, client).await?;
+    if target.format == TokenFormat::Opaque {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidRequest,
+            "opaque access tokens are not issued by this server version; the client or resource server must accept JWT access tokens",
+        )
+        .into());
+    }
+    let now = state.clock.now();
+    let url = sender::request_url(&state.urls, info, PATH);
+    let possession = Possession {
+        headers,
+        method: "POST",
+        url: &url,
+        certificate,
+    };
+    let confirmation = sender::token_binding(
+        &state.store,
+        &possession,
+        client.metadata.dpop_bound_access_tokens,
+        client.metadata.tls_client_certificate_bound_access_tokens,
+        now,
+    )
+    .await
+    .map_err(from_possession)?;
+
+    let lifetime_secs = client
+        .client
+        .settings
+        .access_token_lifetime_secs
+        .unwrap_or(state.config.tokens.access_token_lifetime_secs);
+    let token = AccessToken {
+        issuer: state.urls.issuer.clone(),
+        audience: target.audience,
+        subject: client.client.client_id.to_string(),
+        client_id: client.client.client_id.clone(),
+        scope: (!target.scopes.is_empty()).then(|| target.scopes.join(" ")),
+        authorization_details: None,
+        confirmation: confirmation.clone(),
+        issued_at: now,
+        lifetime: Duration::seconds(i64::from(lifetime_secs)),
+        grant_id: None,
+    };
+    let key = state
+        .keys
+        .signer(state.config.access_token_alg())
+        .await
+        .map_err(|e| server_error("token: signing key", &e))?;
+    let minted = token
+        .mint(&key, state.rng.as_ref())
+        .map_err(|e| server_error("token: minting", &e))?;
+    tracing::info!(client_id = %client.client.client_id, grant_type = "client_credentials", token_type = confirmation.token_type(), "access token issued");
+
+    let mut body = json!({
+        "access_token": minted.jwt,
+        "token_type": confirmation.token_type(),
+        "expires_in": lifetime_secs,
+    });
+    if let Some(scope) = &token.scope {
+        body["scope"] = scope.clone().into();
+    }
+    let mut response = axum::Json(body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
