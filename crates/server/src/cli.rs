@@ -16,8 +16,10 @@ use crate::config::{Config, ConfigError, Overrides};
 use crate::serve::{self, StartError};
 use crate::{keys, registry};
 
+mod admin;
 mod users;
 
+pub use admin::{AdminCommand, BootstrapArgs};
 pub use users::{CreateUserArgs, EnrolTotpArgs, UsersCommand};
 
 /// Portcullis: a FAPI 2.0 authorization server and OpenID Connect provider.
@@ -52,6 +54,12 @@ pub enum Command {
         /// What to do with the clients.
         #[command(subcommand)]
         command: ClientsCommand,
+    },
+    /// The operator's admin API: bootstrap its first client.
+    Admin {
+        /// What to do.
+        #[command(subcommand)]
+        command: AdminCommand,
     },
     /// Manage customer accounts (works while servers run).
     Users {
@@ -268,6 +276,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             command: ClientsCommand::List(args),
         } => list_clients(args).await,
         Command::Users { command } => users::run(command).await,
+        Command::Admin { command } => admin::run(command).await,
         Command::Keys {
             command: KeysCommand::List(args),
         } => {

@@ -3,7 +3,7 @@
 //!
 //! A fetch is `https` only, over the FAPI TLS profile (TLS 1.3, or TLS 1.2 with the ECDHE-AES-GCM
 //! suites), with a total timeout and a body size cap enforced while the body streams in, without
-//! redirects or proxies, and only to public addresses (see [`address`]) unless
+//! redirects or proxies, and only to public addresses (see `address.rs`) unless
 //! `client_jwks.allow_private_addresses` is set for development. The document must be a JWK set
 //! of public keys: one private member anywhere refuses the whole set.
 //!

@@ -431,42 +431,43 @@ pub fn validate_claims(claims: &Map<String, Value>) -> Result<(), OAuthError> {
                 "claims.{name} is not an OIDC Core §5.1 standard claim"
             )));
         };
+        let rule = |text: &str| Some(format!("claims.{name} {text}"));
         let problem = match (kind, value) {
             (ClaimType::String, Value::String(_)) | (ClaimType::Boolean, Value::Bool(_)) => None,
-            (ClaimType::String, _) => Some("must be a string (OIDC Core §5.1)".to_owned()),
-            (ClaimType::Boolean, _) => Some("must be a boolean (OIDC Core §5.1)".to_owned()),
+            (ClaimType::String, _) => rule("must be a string (OIDC Core §5.1)"),
+            (ClaimType::Boolean, _) => rule("must be a boolean (OIDC Core §5.1)"),
             (ClaimType::Timestamp, Value::Number(n))
                 if n.as_f64().is_some_and(|seconds| seconds >= 0.0) =>
             {
                 None
             }
-            (ClaimType::Timestamp, _) => Some(
-                "must be a non-negative number of seconds since 1970-01-01T00:00:00Z (OIDC Core §5.1)"
-                    .to_owned(),
+            (ClaimType::Timestamp, _) => rule(
+                "must be a non-negative number of seconds since 1970-01-01T00:00:00Z (OIDC Core §5.1)",
             ),
             (ClaimType::Address, Value::Object(members)) => address_problem(members),
-            (ClaimType::Address, _) => {
-                Some("must be a JSON object (OIDC Core §5.1.1)".to_owned())
-            }
+            (ClaimType::Address, _) => rule("must be a JSON object (OIDC Core §5.1.1)"),
         };
         if let Some(problem) = problem {
-            return Err(error(format!("claims.{name} {problem}")));
+            return Err(error(problem));
         }
     }
     Ok(())
 }
 
+/// The first problem with the members of an `address` claim (OIDC Core §5.1.1).
 fn address_problem(members: &Map<String, Value>) -> Option<String> {
     members.iter().find_map(|(member, value)| {
         if !ADDRESS_MEMBERS.contains(&member.as_str()) {
             Some(format!(
-                "has an unknown member {member}: the members are {} (OIDC Core §5.1.1)",
+                "claims.address has an unknown member {member}: the members are {} (OIDC Core §5.1.1)",
                 ADDRESS_MEMBERS.join(", ")
             ))
         } else if value.is_string() {
             None
         } else {
-            Some(format!(".{member} must be a string (OIDC Core §5.1.1)"))
+            Some(format!(
+                "claims.address.{member} must be a string (OIDC Core §5.1.1)"
+            ))
         }
     })
 }

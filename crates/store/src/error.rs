@@ -10,7 +10,12 @@ pub(crate) fn from_sqlx(error: sqlx::Error) -> StoreError {
             StoreError::Conflict(db.constraint().unwrap_or("unique constraint").to_owned())
         }
         // A row another one refers to, or a reference to a row that is not there.
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+        // SQLite reports ON DELETE RESTRICT as a trigger constraint (extended code 1811), not as
+        // a foreign-key violation.
+        sqlx::Error::Database(db)
+            if db.is_foreign_key_violation()
+                || db.message().contains("FOREIGN KEY constraint failed") =>
+        {
             StoreError::Conflict(db.constraint().unwrap_or("foreign key").to_owned())
         }
         other => StoreError::Backend(Box::new(other)),

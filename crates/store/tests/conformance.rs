@@ -218,10 +218,8 @@ mod suite {
         payments.client_id = None;
         resources.add(&payments).await.unwrap();
         // A client a resource server authenticates as cannot be deleted under it.
-        assert!(matches!(
-            store.clients().remove(&owner.client_id).await,
-            Err(StoreError::Conflict(_))
-        ));
+        let removed = store.clients().remove(&owner.client_id).await;
+        assert!(matches!(removed, Err(StoreError::Conflict(_))), "{removed:?}");
 
         let listed = resources.list(None, 10).await.unwrap();
         assert_eq!(listed, vec![accounts.clone(), payments.clone()]);

@@ -1,5 +1,6 @@
-//! Client certificates for tests: self-signed ones (RFC 8705 `self_signed_tls_client_auth`) with
-//! their PEM forms and `x5t#S256`, computed here independently of the server's code.
+//! Client certificates for tests: self-signed ones (RFC 8705 `self_signed_tls_client_auth`) and
+//! ones issued by a test CA (RFC 8705 `tls_client_auth`), with their PEM forms and `x5t#S256`,
+//! computed here independently of the server's code.
 
 use base64::Engine as _;
 use sha2::Digest as _;
@@ -45,5 +46,62 @@ impl ClientIdentity {
     pub fn reqwest_identity(&self) -> reqwest::Identity {
         reqwest::Identity::from_pem(format!("{}{}", self.key_pem, self.cert_pem).as_bytes())
             .expect("reqwest refused the identity")
+    }
+}
+
+/// A certificate authority for `tls_client_auth` tests (RFC 8705 §2.1): its certificate is the
+/// trust anchor a server is configured with, and the identities it issues chain to it.
+#[derive(Debug)]
+pub struct TestCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    /// The CA certificate, PEM.
+    pub cert_pem: String,
+}
+
+impl TestCa {
+    /// A fresh P-256 root CA named `common_name`.
+    #[must_use]
+    pub fn new(common_name: &str) -> Self {
+        let key = rcgen::KeyPair::generate().expect("key generation failed");
+        let mut params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).expect("certificate parameters");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key).expect("self-signing failed");
+        Self {
+            issuer: rcgen::Issuer::new(params, key),
+            cert_pem: cert.pem(),
+        }
+    }
+
+    /// A fresh P-256 key with a client certificate signed by this CA, for the subject
+    /// `O=<organization>, CN=<common_name>` in DER order (RFC 4514: `CN=<common_name>,O=<organization>`).
+    #[must_use]
+    pub fn issue(&self, organization: &str, common_name: &str) -> ClientIdentity {
+        let key = rcgen::KeyPair::generate().expect("key generation failed");
+        let mut params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).expect("certificate parameters");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, organization);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("CA signing failed");
+        ClientIdentity {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            cert_der: cert.der().to_vec(),
+        }
     }
 }

@@ -9,7 +9,10 @@ use axum::response::IntoResponse;
 use http::{HeaderValue, header};
 use serde::Serialize;
 
+use portcullis_jose::SigningAlg;
+
 use crate::app::{AppState, Urls};
+use crate::routes::token;
 
 /// The metadata document.
 #[derive(Debug, Serialize)]
@@ -18,9 +21,21 @@ pub struct Metadata {
     pub issuer: String,
     /// Our public signing keys.
     pub jwks_uri: String,
-    /// RFC 8705 §5: the endpoints a client doing mutual TLS uses instead. Omitted while no
-    /// endpoint that takes client certificates exists.
-    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    /// RFC 6749 §3.2.
+    pub token_endpoint: String,
+    /// The grants `/token` implements so far.
+    pub grant_types_supported: Vec<&'static str>,
+    /// FAPI2 SP 5.3.2.1-6: the FAPI methods. `oauth`-profile clients registered with
+    /// `client_secret_basic`/`_post` are accepted too but not advertised, so that the metadata
+    /// of a FAPI deployment offers only what FAPI allows.
+    pub token_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// FAPI2 SP 5.4.1.
+    pub token_endpoint_auth_signing_alg_values_supported: Vec<&'static str>,
+    /// RFC 9449 §5.1.
+    pub dpop_signing_alg_values_supported: Vec<&'static str>,
+    /// RFC 8705 §3.3.
+    pub tls_client_certificate_bound_access_tokens: bool,
+    /// RFC 8705 §5: the endpoints a client doing mutual TLS uses instead.
     pub mtls_endpoint_aliases: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -28,10 +43,26 @@ impl Metadata {
     /// The document for these URLs.
     #[must_use]
     pub fn new(urls: &Urls) -> Self {
+        let algs: Vec<&'static str> = SigningAlg::ALL.iter().map(|a| a.as_str()).collect();
+        let mut aliases = serde_json::Map::new();
+        aliases.insert(
+            "token_endpoint".into(),
+            urls.mtls_endpoint(token::PATH).into(),
+        );
         Self {
             issuer: urls.issuer.clone(),
             jwks_uri: urls.endpoint("/jwks"),
-            mtls_endpoint_aliases: serde_json::Map::new(),
+            token_endpoint: urls.endpoint(token::PATH),
+            grant_types_supported: vec!["client_credentials"],
+            token_endpoint_auth_methods_supported: vec![
+                "private_key_jwt",
+                "tls_client_auth",
+                "self_signed_tls_client_auth",
+            ],
+            token_endpoint_auth_signing_alg_values_supported: algs.clone(),
+            dpop_signing_alg_values_supported: algs,
+            tls_client_certificate_bound_access_tokens: true,
+            mtls_endpoint_aliases: aliases,
         }
     }
 }
@@ -60,7 +91,17 @@ mod tests {
         let doc = serde_json::to_value(Metadata::new(&urls)).unwrap();
         assert_eq!(
             doc,
-            serde_json::json!({"issuer": "https://as.example", "jwks_uri": "https://as.example/jwks"})
+            serde_json::json!({
+                "issuer": "https://as.example",
+                "jwks_uri": "https://as.example/jwks",
+                "token_endpoint": "https://as.example/token",
+                "grant_types_supported": ["client_credentials"],
+                "token_endpoint_auth_methods_supported": ["private_key_jwt", "tls_client_auth", "self_signed_tls_client_auth"],
+                "token_endpoint_auth_signing_alg_values_supported": ["PS256", "ES256", "EdDSA"],
+                "dpop_signing_alg_values_supported": ["PS256", "ES256", "EdDSA"],
+                "tls_client_certificate_bound_access_tokens": true,
+                "mtls_endpoint_aliases": {"token_endpoint": "https://mtls.as.example/token"}
+            })
         );
     }
 }

@@ -1,0 +1,370 @@
+//! The client-credentials grant itself once the client is authenticated: grant type, scope,
+//! resource, form, admin scopes, and the proof of possession the token is bound to (checklist #12,
+//! #13, #28, #31–#33, #36, #38).
+
+use super::*;
+
+#[tokio::test]
+async fn checklist_12_password_grant_is_unsupported_grant_type() {
+    let h = harness().await;
+    serve_accounts(&h).await;
+    let tpp = private_key_jwt_client(&h).await;
+    let assertion = tpp.assertion(&h);
+    let proof = dpop_proof(&h, &dpop_key());
+    let pairs = [
+        ("grant_type", "password"),
+        ("username", "alice"),
+        ("password", "secret"),
+        ("client_assertion_type", JWT_BEARER),
+        ("client_assertion", &assertion),
+    ];
+    send(&h, token_request(&pairs, &[("dpop", &proof)]))
+        .await
+        .refused(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "the password grant is not supported (FAPI2 SP 5.3.2.1-2)",
+        );
+}
+
+#[tokio::test]
+async fn checklist_13_client_not_registered_for_client_credentials_is_unauthorized_client() {
+    let h = harness().await;
+    serve_accounts(&h).await;
+    let key = SigningKey::generate(SigningAlg::Es256, 2048).unwrap();
+    let mut metadata = machine_client("private_key_jwt");
+    metadata["jwks"] = jwks_of(&[public_jwk(&key)]);
+    metadata["grant_types"] = json!(["authorization_code"]);
+    metadata["response_types"] = json!(["code"]);
+    metadata["redirect_uris"] = json!(["https://tpp.example/cb"]);
+    let registered = register(
+        &h,
+        metadata,
+        ClientProfile::Fapi2,
+        ClientSettings::default(),
+    )
+    .await;
+    let tpp = Tpp {
+        id: registered.client.client_id.to_string(),
+        key,
+    };
+    post_assertion(&h, &tpp.assertion(&h), &[]).await.refused(
+        StatusCode::BAD_REQUEST,
+        "unauthorized_client",
+        "not registered for the client_credentials grant (RFC 6749 §5.2)",
+    );
+}
+
+#[tokio::test]
+async fn checklist_28_token_request_without_dpop_or_certificate_is_invalid_request() {
+    let h = harness().await;
+    serve_accounts(&h).await;
+    let tpp = private_key_jwt_client(&h).await;
+    let assertion = tpp.assertion(&h);
+    send(&h, token_request(&with_assertion(&assertion, &[]), &[]))
+        .await
+        .refused(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "sender-constrained",
+        );
+    // On the mTLS listener without a certificate it is the same.
+    let assertion = tpp.assertion(&h);
+    send(
+        &h,
+        over_mtls(token_request(&with_assertion(&assertion, &[]), &[]), None),
+    )
+    .await
+    .refused(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "(FAPI2 SP 5.3.2.1-4)",
+    );
+}
+
+#[tokio::test]
+async fn checklist_31_replayed_dpop_proof_is_invalid_dpop_proof() {
+    let h = harness().await;
+    serve_accounts(&h).await;
+    let tpp = private_key_jwt_client(&h).await;
+    let proof = dpop_proof(&h, &dpop_key());
+    let first = tpp.assertion(&h);
+    send(
+        &h,
+        token_request(&with_assertion(&first, &[]), &[("dpop", &proof)]),
+    )
+    .await
+    .issued("DPoP", "accounts");
+    let second = tpp.assertion(&h);
+    send(
+        &h,
+        token_request(&with_assertion(&second, &[]), &[("dpop", &proof)]),
+    )
+    .await
+    .refused(
+        StatusCode::BAD_REQUEST,
+        "invalid_dpop_proof",
+        "single-use (RFC 9449 §11.1)",
+    );
+}
+
+#[tokio::test]
+async fn checklist_32_dpop_htu_of_another_url_is_invalid_dpop_proof() {
+    let h = harness().await;
+    serve_accounts(&h).await;
+    let tpp = private_key_jwt_client(&h).await;
+    let key = dpop_key();
+    for htu in [
+        "https://as.example/par",
+        "https://evil.example/token",
+        // The mTLS alias is another URL than the one this request was sent to.
+        MTLS_TOKEN_URL,
+    ] {
+        let proof = dpop_proof_at(&h, &key, "POST", htu, 0);
+        let assertion = tpp.assertion(&h);
+        send(
+            &h,
+            token_request(&with_assertion(&assertion, &[]), &[("dpop", &proof)]),
+        )
+        .await
+        .refused(
+            StatusCode::BAD_REQUEST,
+            "invalid_dpop_proof",
+            "htu does not match the request URL (RFC 9449 §4.3 step 9)",
+        );
+    }
+    // Query and fragment do not count.
+    let proof = dpop_proof_at(&h, &key, "POST", "https://as.example/token?x=1#f", 0);
+    let assertion = tpp.assertion(&h);
+    send(
+        &h,
+        token_request(&with_assertion(&assertion, &[]), &[("dpop", &proof)]),
+    )
+    .await
+    .issued("DPoP", "accounts");
+    // On the mTLS listener the proof names the alias.
+    let proof = dpop_proof_at(&h, &key, "POST", MTLS_TOKEN_URL, 0);
+    let assertion = tpp.assertion(&h);
+    let request = over_mtls(
+        token_request(&with_assertion(&assertion, &[]), &[("dpop", &proof)]),
+        None,
+    );
+    send(&h, request).await.issued("DPoP", "accounts");
+}
+
+#[tokio::test]
+async fn checklist_33_dpop_htm_get_is_invalid_dpop_proof() {
+    let h = harness().await;
+    serve_accounts(&h).await;
+    let tpp = private_key_jwt_client(&h).await;
+    let proof = dpop_proof_at(&h, &dpop_key(), "GET", TOKEN_URL, 0);
+    send(
+        &h,
+        token_request(
+            &with_assertion(&tpp.assertion(&h), &[]),
+            &[("dpop", &proof)],
+        ),
+    )
+    .await
+    .refused(
+        StatusCode::BAD_REQUEST,
+        "invalid_dpop_proof",
+        "htm does not match the request method (RFC 9449 §4.3 step 8)",
+    );
+}
+
+#[tokio::test]
+async fn checklist_36_two_dpop_headers_are_invalid_dpop_proof() {
+    let h = harness().await;
+    serve_accounts(&h).await;
+    let tpp = private_key_jwt_client(&h).await;
+    let (a, b) = (dpop_proof(&h, &dpop_key()), dpop_proof(&h, &dpop_key()));
+    send(
+        &h,
+        token_request(
+            &with_assertion(&tpp.assertion(&h), &[]),
+            &[("dpop", &a), ("dpop", &b)],
+        ),
+    )
+    .await
+    .refused(
+        StatusCode::BAD_REQUEST,
+        "invalid_dpop_proof",
+        "more than one DPoP header (RFC 9449 §4.3 step 1)",
+    );
+}
+
+#[tokio::test]
+async fn checklist_38_dpop_proof_an_hour_off_is_invalid_and_10_s_either_way_passes() {
+    let h = harness().await;
+    serve_accounts(&h).await;
+    let tpp = private_key_jwt_client(&h).await;
+    let key = dpop_key();
+    for (age, rule) in [
+        (3600, "too old (RFC 9449 §11.1)"),
+        (-3600, "in the future (FAPI2 SP 5.3.2.1-13)"),
+    ] {
+        let proof = dpop_proof_at(&h, &key, "POST", TOKEN_URL, age);
+        send(
+            &h,
+            token_request(
+                &with_assertion(&tpp.assertion(&h), &[]),
+                &[("dpop", &proof)],
+            ),
+        )
+        .await
+        .refused(StatusCode::BAD_REQUEST, "invalid_dpop_proof", rule);
+    }
+    for age in [10, -10] {
+        let proof = dpop_proof_at(&h, &key, "POST", TOKEN_URL, age);
+        send(
+            &h,
+            token_request(
+                &with_assertion(&tpp.assertion(&h), &[]),
+                &[("dpop", &proof)],
+            ),
+        )
+        .await
+        .issued("DPoP", "accounts");
+    }
+}
+
+#[tokio::test]
+async fn scope_not_registered_for_the_client_is_invalid_scope() {
+    let h = harness().await;
+    serve_accounts(&h).await;
+    let tpp = private_key_jwt_client(&h).await;
+    post_assertion(&h, &tpp.assertion(&h), &[("scope", "accounts payments")])
+        .await
+        .refused(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "scope payments is not registered for the client",
+        );
+}
+
+#[tokio::test]
+async fn unknown_resource_is_invalid_target_and_a_known_one_is_the_audience() {
+    let h = harness().await;
+    serve_accounts(&h).await;
+    let tpp = private_key_jwt_client(&h).await;
+    post_assertion(
+        &h,
+        &tpp.assertion(&h),
+        &[("resource", "https://api.bank.example/unknown")],
+    )
+    .await
+    .refused(
+        StatusCode::BAD_REQUEST,
+        "invalid_target",
+        "resource names no registered resource server (RFC 8707 §2)",
+    );
+    let token = post_assertion(&h, &tpp.assertion(&h), &[("resource", ACCOUNTS)])
+        .await
+        .issued("DPoP", "accounts");
+    assert_eq!(verified_claims(&h, &token, ACCOUNTS).await["aud"], ACCOUNTS);
+}
+
+#[tokio::test]
+async fn repeated_parameter_is_invalid_request() {
+    let h = harness().await;
+    serve_accounts(&h).await;
+    let tpp = private_key_jwt_client(&h).await;
+    // RFC 6749 §3.2 and STYLE.md: a duplicated grant_type must be rejected.
+    post_assertion(
+        &h,
+        &tpp.assertion(&h),
+        &[("grant_type", "client_credentials")],
+    )
+    .await
+    .refused(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "parameter grant_type is repeated (RFC 6749 §3.2)",
+    );
+    post_assertion(
+        &h,
+        &tpp.assertion(&h),
+        &[("scope", "accounts"), ("scope", "accounts")],
+    )
+    .await
+    .refused(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "parameter scope is repeated (RFC 6749 §3.2)",
+    );
+}
+
+#[tokio::test]
+async fn wrong_content_type_is_invalid_request() {
+    let h = harness().await;
+    serve_accounts(&h).await;
+    let tpp = private_key_jwt_client(&h).await;
+    let assertion = tpp.assertion(&h);
+    let proof = dpop_proof(&h, &dpop_key());
+    let body = json!({
+        "grant_type": "client_credentials",
+        "client_assertion_type": JWT_BEARER,
+        "client_assertion": assertion,
+    });
+    let request = Request::post("/token")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("dpop", proof)
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    send(&h, request).await.refused(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "must be application/x-www-form-urlencoded (RFC 6749 §3.2)",
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admin scopes
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn admin_scope_granted_by_the_operator_gets_a_token_for_the_admin_api() {
+    let h = harness().await;
+    serve_accounts(&h).await;
+    let settings = ClientSettings {
+        admin_scopes: vec!["admin:clients".into()],
+        ..ClientSettings::default()
+    };
+    let tpp = private_key_jwt_client_with(&h, ClientProfile::Fapi2, settings).await;
+    let key = dpop_key();
+    let proof = dpop_proof(&h, &key);
+    let assertion = tpp.assertion(&h);
+    let token = send(
+        &h,
+        token_request(
+            &with_assertion(&assertion, &[("scope", "admin:clients")]),
+            &[("dpop", &proof)],
+        ),
+    )
+    .await
+    .issued("DPoP", "admin:clients");
+    let admin = "https://as.example/admin/v1";
+    let claims = verified_claims(&h, &token, admin).await;
+    assert_eq!(claims["aud"], admin);
+    assert_client_token(
+        &claims,
+        &tpp.id,
+        "admin:clients",
+        &json!({ "jkt": thumbprint(&key) }),
+    );
+}
+
+#[tokio::test]
+async fn admin_scope_without_the_operators_grant_is_invalid_scope() {
+    let h = harness().await;
+    serve_accounts(&h).await;
+    let tpp = private_key_jwt_client(&h).await;
+    post_assertion(&h, &tpp.assertion(&h), &[("scope", "admin:clients")])
+        .await
+        .refused(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "the client may not ask for admin:clients",
+        );
+}
