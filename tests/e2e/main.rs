@@ -10,11 +10,13 @@
     reason = "tests"
 )]
 
+mod admin;
 mod clients;
 mod config;
 mod discovery;
 mod keys;
 mod lifecycle;
+mod oauth;
 mod observability;
 mod support;
 mod tls;

@@ -98,10 +98,10 @@ impl ResourceMetadata {
     /// # Errors
     /// `invalid_request` naming the member and the rule.
     pub fn validate(&self) -> Result<(), OAuthError> {
-        if let Some(name) = &self.name {
-            if name.is_empty() || name.chars().count() > 200 {
-                return Err(invalid("name is 1 to 200 characters"));
-            }
+        if let Some(name) = &self.name
+            && (name.is_empty() || name.chars().count() > 200)
+        {
+            return Err(invalid("name is 1 to 200 characters"));
         }
         if let Some(bad) = self.scopes.iter().find(|s| !is_scope_token(s)) {
             return Err(invalid(format!(
@@ -142,14 +142,8 @@ impl ResourceServer {
                 .as_ref()
                 .map_or(Value::Null, |c| c.as_str().into()),
         );
-        shown.insert(
-            "created_at".into(),
-            self.created_at.unix_timestamp().into(),
-        );
-        shown.insert(
-            "updated_at".into(),
-            self.updated_at.unix_timestamp().into(),
-        );
+        shown.insert("created_at".into(), self.created_at.unix_timestamp().into());
+        shown.insert("updated_at".into(), self.updated_at.unix_timestamp().into());
         shown
     }
 }
@@ -187,7 +181,10 @@ mod tests {
         for (bad, member) in [
             (json!({"scopes": ["has space"]}), "scopes"),
             (json!({"scopes": ["quote\""]}), "scopes"),
-            (json!({"authorization_details_types": [""]}), "authorization_details_types"),
+            (
+                json!({"authorization_details_types": [""]}),
+                "authorization_details_types",
+            ),
             (json!({"owner": "x"}), "owner"),
         ] {
             let e = ResourceMetadata::parse(bad.as_object().unwrap().clone()).unwrap_err();

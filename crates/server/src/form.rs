@@ -60,7 +60,8 @@ impl Form {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
             .map(str::trim);
-        if !content_type.is_some_and(|t| t.eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        if !content_type
+            .is_some_and(|t| t.eq_ignore_ascii_case("application/x-www-form-urlencoded"))
         {
             return Err(invalid(
                 "the request body must be application/x-www-form-urlencoded (RFC 6749 §3.2)",
@@ -94,7 +95,10 @@ impl Form {
                     .push(value.into_owned());
                 continue;
             }
-            if values.insert(name.to_string(), value.into_owned()).is_some() {
+            if values
+                .insert(name.to_string(), value.into_owned())
+                .is_some()
+            {
                 return Err(invalid(format!(
                     "parameter {name} is repeated (RFC 6749 §3.2)"
                 )));
@@ -158,9 +162,12 @@ mod tests {
         assert!(Form::from_request(&headers, &Bytes::from_static(b"a=b")).is_err());
         headers.insert(
             CONTENT_TYPE,
-            "application/x-www-form-urlencoded; charset=UTF-8".parse().unwrap(),
+            "application/x-www-form-urlencoded; charset=UTF-8"
+                .parse()
+                .unwrap(),
         );
-        let form = Form::from_request(&headers, &Bytes::from_static(b"client_secret=s3cr3t")).unwrap();
+        let form =
+            Form::from_request(&headers, &Bytes::from_static(b"client_secret=s3cr3t")).unwrap();
         assert!(!format!("{form:?}").contains("s3cr3t"));
     }
 }

@@ -3,8 +3,8 @@
 
 use portcullis_core::audit::SecurityEvent;
 use portcullis_core::client::metadata::{AuthMethod, ClientMetadata};
-use portcullis_core::client::secret::ClientSecret;
 use portcullis_core::client::register::{self, RegisterError, Registered};
+use portcullis_core::client::secret::ClientSecret;
 use portcullis_core::client::settings::ClientSettings;
 use portcullis_core::client::{Client, ClientId, ClientProfile};
 use portcullis_core::error::{ErrorCode, OAuthError};
@@ -247,13 +247,14 @@ pub async fn rotate_secret(
     Ok(secret)
 }
 
+/// An operator's request body, split: RFC 7591 metadata, an optional profile, and settings.
+pub type OperatorRequest = (Map<String, Value>, Option<ClientProfile>, ClientSettings);
+
 /// Splits an operator's request body into RFC 7591 metadata, an optional profile and settings.
 ///
 /// # Errors
 /// `invalid_client_metadata` naming the member.
-pub fn operator_request(
-    mut body: Map<String, Value>,
-) -> Result<(Map<String, Value>, Option<ClientProfile>, ClientSettings), OAuthError> {
+pub fn operator_request(mut body: Map<String, Value>) -> Result<OperatorRequest, OAuthError> {
     let profile = match body.remove("profile") {
         None => None,
         Some(Value::String(name)) => Some(ClientProfile::parse(&name).ok_or_else(|| {

@@ -163,9 +163,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         keys::MissingKek::Generate,
     )?);
     keys::bootstrap(store.as_ref(), &kek, &rng, clock.as_ref(), &config.keys).await?;
-    let key_service = Arc::new(
-        KeyService::load(store.clone(), kek.clone(), clock.clone(), &config.keys).await?,
-    );
+    let key_service =
+        Arc::new(KeyService::load(store.clone(), kek.clone(), clock.clone(), &config.keys).await?);
 
     let (identity, ca_file) = match (&config.tls.cert_file, &config.tls.key_file) {
         (Some(cert), Some(key)) => (ServerIdentity::from_pem_files(cert, key)?, None),

@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use portcullis_core::client::secret::SecretHash;
 use portcullis_core::client::settings::{ClientSettings, TokenFormat};
-use portcullis_core::resource::{ResourceMetadata, ResourceServer};
 use portcullis_core::client::{Client, ClientId, ClientProfile};
 use portcullis_core::keys::{KeyEncryptionKey, StoredSigningKey};
+use portcullis_core::resource::{ResourceMetadata, ResourceServer};
 use portcullis_core::store::{FirstUse, ReplayKey, ReplayKind, Store, StoreError};
 use portcullis_core::user::{PasswordHash, User, Username};
 use portcullis_core::{Rng as _, SeededRng};
@@ -219,7 +219,10 @@ mod suite {
         resources.add(&payments).await.unwrap();
         // A client a resource server authenticates as cannot be deleted under it.
         let removed = store.clients().remove(&owner.client_id).await;
-        assert!(matches!(removed, Err(StoreError::Conflict(_))), "{removed:?}");
+        assert!(
+            matches!(removed, Err(StoreError::Conflict(_))),
+            "{removed:?}"
+        );
 
         let listed = resources.list(None, 10).await.unwrap();
         assert_eq!(listed, vec![accounts.clone(), payments.clone()]);

@@ -96,7 +96,14 @@ mod tests {
         let oauth = metadata(
             json!({"redirect_uris": ["https://app.example/cb"], "token_endpoint_auth_method": "client_secret_basic"}),
         );
-        let registered = register(&oauth, ClientProfile::Oauth, ClientSettings::default(), &rng, now).unwrap();
+        let registered = register(
+            &oauth,
+            ClientProfile::Oauth,
+            ClientSettings::default(),
+            &rng,
+            now,
+        )
+        .unwrap();
         assert_eq!(registered.client.client_id.as_str().len(), 22);
         let secret = registered.secret.unwrap();
         assert!(
@@ -118,11 +125,24 @@ mod tests {
 
         // The same metadata is refused for a FAPI profile (SP 5.3.2.1-6).
         assert!(matches!(
-            register(&oauth, ClientProfile::Fapi2, ClientSettings::default(), &rng, now),
+            register(
+                &oauth,
+                ClientProfile::Fapi2,
+                ClientSettings::default(),
+                &rng,
+                now
+            ),
             Err(RegisterError::Invalid(_))
         ));
 
-        let other = register(&oauth, ClientProfile::Oauth, ClientSettings::default(), &rng, now).unwrap();
+        let other = register(
+            &oauth,
+            ClientProfile::Oauth,
+            ClientSettings::default(),
+            &rng,
+            now,
+        )
+        .unwrap();
         assert_ne!(other.client.client_id, describe_id(&shown));
     }
 

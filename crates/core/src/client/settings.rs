@@ -110,19 +110,19 @@ impl ClientSettings {
     /// # Errors
     /// `invalid_client_metadata` naming the member and the rule.
     pub fn validate(&self) -> Result<(), OAuthError> {
-        if let Some(secs) = self.access_token_lifetime_secs {
-            if !(MIN_ACCESS_TOKEN_LIFETIME_SECS..=MAX_ACCESS_TOKEN_LIFETIME_SECS).contains(&secs) {
-                return Err(settings_error(format!(
-                    "access_token_lifetime_secs must be between {MIN_ACCESS_TOKEN_LIFETIME_SECS} and {MAX_ACCESS_TOKEN_LIFETIME_SECS}"
-                )));
-            }
+        if let Some(secs) = self.access_token_lifetime_secs
+            && !(MIN_ACCESS_TOKEN_LIFETIME_SECS..=MAX_ACCESS_TOKEN_LIFETIME_SECS).contains(&secs)
+        {
+            return Err(settings_error(format!(
+                "access_token_lifetime_secs must be between {MIN_ACCESS_TOKEN_LIFETIME_SECS} and {MAX_ACCESS_TOKEN_LIFETIME_SECS}"
+            )));
         }
-        if let Some(secs) = self.refresh_token_lifetime_secs {
-            if !(MIN_ACCESS_TOKEN_LIFETIME_SECS..=MAX_REFRESH_TOKEN_LIFETIME_SECS).contains(&secs) {
-                return Err(settings_error(format!(
-                    "refresh_token_lifetime_secs must be between {MIN_ACCESS_TOKEN_LIFETIME_SECS} and {MAX_REFRESH_TOKEN_LIFETIME_SECS}"
-                )));
-            }
+        if let Some(secs) = self.refresh_token_lifetime_secs
+            && !(MIN_ACCESS_TOKEN_LIFETIME_SECS..=MAX_REFRESH_TOKEN_LIFETIME_SECS).contains(&secs)
+        {
+            return Err(settings_error(format!(
+                "refresh_token_lifetime_secs must be between {MIN_ACCESS_TOKEN_LIFETIME_SECS} and {MAX_REFRESH_TOKEN_LIFETIME_SECS}"
+            )));
         }
         if let Some(tier) = &self.rate_limit_tier {
             let ok = (1..=64).contains(&tier.len())
@@ -177,15 +177,27 @@ mod tests {
         assert_eq!(settings.access_token_format, TokenFormat::Jwt);
         assert!(settings.admin_scopes.is_empty());
         assert!(!settings.allows_admin_scope("admin:clients"));
-        assert_eq!(settings.to_map(), map(json!({"access_token_format": "jwt"})));
+        assert_eq!(
+            settings.to_map(),
+            map(json!({"access_token_format": "jwt"}))
+        );
     }
 
     #[test]
     fn bounds_and_names_are_checked_and_the_error_names_the_member() {
         for (bad, member) in [
-            (json!({"access_token_lifetime_secs": 59}), "access_token_lifetime_secs"),
-            (json!({"access_token_lifetime_secs": 3601}), "access_token_lifetime_secs"),
-            (json!({"refresh_token_lifetime_secs": 1}), "refresh_token_lifetime_secs"),
+            (
+                json!({"access_token_lifetime_secs": 59}),
+                "access_token_lifetime_secs",
+            ),
+            (
+                json!({"access_token_lifetime_secs": 3601}),
+                "access_token_lifetime_secs",
+            ),
+            (
+                json!({"refresh_token_lifetime_secs": 1}),
+                "refresh_token_lifetime_secs",
+            ),
             (json!({"rate_limit_tier": "a b"}), "rate_limit_tier"),
             (json!({"admin_scopes": ["admin:root"]}), "admin_scopes"),
             (json!({"access_token_format": "paseto"}), "paseto"),

@@ -31,8 +31,11 @@ pub trait ResourceServerStore: Send + Sync {
     ///
     /// # Errors
     /// [`StoreError`] on database failure.
-    async fn list(&self, after: Option<&str>, limit: u32)
-    -> Result<Vec<ResourceServer>, StoreError>;
+    async fn list(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ResourceServer>, StoreError>;
 
     /// Replaces the metadata and client of an existing resource server.
     ///

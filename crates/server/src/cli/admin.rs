@@ -112,9 +112,7 @@ pub async fn run(command: AdminCommand) -> Result<(), CliError> {
     .await
     .map_err(|e| failed(format!("cannot register the admin client: {e}")))?;
 
-    let private = key
-        .private_jwk_json()
-        .map_err(|e| failed(e.to_string()))?;
+    let private = key.private_jwk_json().map_err(|e| failed(e.to_string()))?;
     let private: Value = serde_json::from_slice(&private).map_err(|e| failed(e.to_string()))?;
     let mut shown = describe(&registered.client);
     match &args.key_file {

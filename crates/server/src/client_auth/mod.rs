@@ -95,10 +95,13 @@ impl ClientAuthConfig {
                 .map_err(|e| ConfigError::new(key, format!("{}: {e}", path.display())))?;
             let mut found = 0;
             for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                let cert = cert
-                    .map_err(|e| ConfigError::new(key, format!("{}: {e}", path.display())))?;
+                let cert =
+                    cert.map_err(|e| ConfigError::new(key, format!("{}: {e}", path.display())))?;
                 roots.add(cert).map_err(|e| {
-                    ConfigError::new(key, format!("{}: not a CA certificate: {e}", path.display()))
+                    ConfigError::new(
+                        key,
+                        format!("{}: not a CA certificate: {e}", path.display()),
+                    )
                 })?;
                 found += 1;
             }
@@ -196,8 +199,12 @@ impl ClientAuthError {
 /// The credentials a request carried, sorted out.
 enum Credentials {
     Assertion(String),
-    Basic { secret: String },
-    Post { secret: String },
+    Basic {
+        secret: String,
+    },
+    Post {
+        secret: String,
+    },
     /// Only a `client_id`: the client must authenticate with its certificate.
     CertificateOnly,
 }
@@ -234,9 +241,7 @@ impl ClientAuthenticator {
             let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
-                .map_err(|e| {
-                    ConfigError::new("client_auth.trust_anchor_files", e.to_string())
-                })?;
+                .map_err(|e| ConfigError::new("client_auth.trust_anchor_files", e.to_string()))?;
             Some(verifier)
         };
         let endpoint_urls = [
@@ -411,9 +416,8 @@ impl ClientAuthenticator {
         if metadata.jwks_uri.is_some() && lacks_signing_key(assertion, &keys) {
             keys = self.client_keys(metadata, true).await.map_err(refuse)?;
         }
-        let verified =
-            verify_client_assertion(assertion, &client.client_id, &keys, &policy, now)
-        .map_err(refuse)?;
+        let verified = verify_client_assertion(assertion, &client.client_id, &keys, &policy, now)
+            .map_err(refuse)?;
         // Checklist #20: once, across every replica.
         let key = ReplayKey {
             kind: ReplayKind::ClientAssertion,
@@ -623,8 +627,7 @@ fn sort_out(form: &Form, basic: Option<&str>) -> Result<(Credentials, ClientId),
                 "client_assertion_type must be {JWT_BEARER} (RFC 7523 §2.2)"
             )));
         }
-        let assertion =
-            assertion.ok_or_else(|| invalid_client("client_assertion is missing"))?;
+        let assertion = assertion.ok_or_else(|| invalid_client("client_assertion is missing"))?;
         let subject = assertion_subject(assertion).ok_or_else(|| {
             invalid_client("client assertion has no sub naming the client (RFC 7523 §3)")
         })?;
@@ -645,8 +648,8 @@ fn sort_out(form: &Form, basic: Option<&str>) -> Result<(Credentials, ClientId),
             "the client_id parameter does not name the client that authenticated",
         ));
     }
-    let client_id =
-        ClientId::parse(first.clone()).map_err(|_| invalid_client("the client is not registered"))?;
+    let client_id = ClientId::parse(first.clone())
+        .map_err(|_| invalid_client("the client is not registered"))?;
     Ok((credentials, client_id))
 }
 
@@ -655,7 +658,11 @@ fn lacks_signing_key(jws: &str, keys: &Jwks) -> bool {
     let Ok(header) = decode_unverified_header(jws) else {
         return false;
     };
-    let Some(Ok(alg)) = header.get("alg").and_then(Value::as_str).map(SigningAlg::parse) else {
+    let Some(Ok(alg)) = header
+        .get("alg")
+        .and_then(Value::as_str)
+        .map(SigningAlg::parse)
+    else {
         return false;
     };
     let kid = header.get("kid").and_then(Value::as_str);

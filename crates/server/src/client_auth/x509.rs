@@ -22,7 +22,7 @@ type Rdn = Vec<Attribute>;
 #[must_use]
 pub fn parse(der: &[u8]) -> Option<X509Certificate<'_>> {
     match x509_parser::parse_x509_certificate(der) {
-        Ok((rest, cert)) if rest.is_empty() => Some(cert),
+        Ok(([], cert)) => Some(cert),
         _ => None,
     }
 }
@@ -202,20 +202,25 @@ pub fn san_matches(cert: &X509Certificate<'_>, kind: SanKind, registered: &str) 
         return false;
     };
     let registered_ip: Option<IpAddr> = registered.parse().ok();
-    san.value.general_names.iter().any(|name| match (kind, name) {
-        (SanKind::Dns, GeneralName::DNSName(dns)) => dns.eq_ignore_ascii_case(registered),
-        (SanKind::Uri, GeneralName::URI(uri)) => *uri == registered,
-        (SanKind::Email, GeneralName::RFC822Name(email)) => email.eq_ignore_ascii_case(registered),
-        (SanKind::Ip, GeneralName::IPAddress(bytes)) => {
-            let presented = match bytes.len() {
-                4 => <[u8; 4]>::try_from(*bytes).ok().map(IpAddr::from),
-                16 => <[u8; 16]>::try_from(*bytes).ok().map(IpAddr::from),
-                _ => None,
-            };
-            presented.is_some() && presented == registered_ip
-        }
-        _ => false,
-    })
+    san.value
+        .general_names
+        .iter()
+        .any(|name| match (kind, name) {
+            (SanKind::Dns, GeneralName::DNSName(dns)) => dns.eq_ignore_ascii_case(registered),
+            (SanKind::Uri, GeneralName::URI(uri)) => *uri == registered,
+            (SanKind::Email, GeneralName::RFC822Name(email)) => {
+                email.eq_ignore_ascii_case(registered)
+            }
+            (SanKind::Ip, GeneralName::IPAddress(bytes)) => {
+                let presented = match bytes.len() {
+                    4 => <[u8; 4]>::try_from(*bytes).ok().map(IpAddr::from),
+                    16 => <[u8; 16]>::try_from(*bytes).ok().map(IpAddr::from),
+                    _ => None,
+                };
+                presented.is_some() && presented == registered_ip
+            }
+            _ => false,
+        })
 }
 
 fn b64(bytes: &[u8]) -> Value {

@@ -9,9 +9,9 @@ pub mod oauth_error;
 pub mod test_hooks;
 #[cfg(test)]
 pub(crate) mod tests;
+pub mod token;
 #[cfg(test)]
 mod token_tests;
-pub mod token;
 
 use axum::Router;
 use axum::routing::{get, post};

@@ -80,16 +80,10 @@ impl IntoResponse for ErrorResponse {
         let mut response = (status, Json(&self.error)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Some(value) = self
-            .challenge
-            .and_then(|c| HeaderValue::from_str(&c).ok())
-        {
+        if let Some(value) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             headers.insert(header::WWW_AUTHENTICATE, value);
         }
-        if let Some(value) = self
-            .dpop_nonce
-            .and_then(|n| HeaderValue::from_str(&n).ok())
-        {
+        if let Some(value) = self.dpop_nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
             headers.insert("dpop-nonce", value);
         }
         response
@@ -111,10 +105,7 @@ mod tests {
             response.headers()[header::WWW_AUTHENTICATE],
             "Basic realm=\"portcullis\""
         );
-        assert_eq!(
-            status_of(ErrorCode::InvalidGrant),
-            StatusCode::BAD_REQUEST
-        );
+        assert_eq!(status_of(ErrorCode::InvalidGrant), StatusCode::BAD_REQUEST);
     }
 
     #[test]

@@ -20,7 +20,6 @@ use portcullis_core::client::metadata::GrantType;
 use portcullis_core::client::settings::{ADMIN_SCOPES, TokenFormat};
 use portcullis_core::error::{ErrorCode, OAuthError};
 use portcullis_core::resource::is_scope_token;
-use serde_json::json;
 use time::Duration;
 
 use crate::app::AppState;
@@ -90,7 +89,11 @@ async fn issue(
         authorization,
         certificate,
     };
-    let client = match state.client_auth.authenticate(presented, Endpoint::Token).await {
+    let client = match state
+        .client_auth
+        .authenticate(presented, Endpoint::Token)
+        .await
+    {
         Ok(client) => client,
         Err(ClientAuthError::Refused {
             error,
@@ -108,7 +111,9 @@ async fn issue(
 
     let grant_type = form.require("grant_type")?;
     match grant_type {
-        "client_credentials" => client_credentials(state, info, certificate, headers, &form, &client).await,
+        "client_credentials" => {
+            client_credentials(state, info, certificate, headers, &form, &client).await
+        }
         "password" | "implicit" => Err(OAuthError::new(
             ErrorCode::UnsupportedGrantType,
             format!("the {grant_type} grant is not supported (FAPI2 SP 5.3.2.1-2)"),
@@ -336,13 +341,12 @@ async fn client_credentials(
         .map_err(|e| server_error("token: minting", &e))?;
     tracing::info!(client_id = %client.client.client_id, grant_type = "client_credentials", token_type = confirmation.token_type(), "access token issued");
 
-    let mut body = json!({
-        "access_token": minted.jwt,
-        "token_type": confirmation.token_type(),
-        "expires_in": lifetime_secs,
-    });
+    let mut body = serde_json::Map::new();
+    body.insert("access_token".into(), minted.jwt.into());
+    body.insert("token_type".into(), confirmation.token_type().into());
+    body.insert("expires_in".into(), lifetime_secs.into());
     if let Some(scope) = &token.scope {
-        body["scope"] = scope.clone().into();
+        body.insert("scope".into(), scope.clone().into());
     }
     let mut response = axum::Json(body).into_response();
     response

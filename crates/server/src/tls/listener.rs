@@ -140,8 +140,11 @@ pub async fn serve(
                 .and_then(|chain| chain.split_first())
                 .map(|(der, intermediates)| {
                     Arc::new(
-                        ClientCertificate::new(der.clone().into_owned(), CertificateSource::Handshake)
-                            .with_intermediates(intermediates),
+                        ClientCertificate::new(
+                            der.clone().into_owned(),
+                            CertificateSource::Handshake,
+                        )
+                        .with_intermediates(intermediates),
                     )
                 });
             let info = ConnectionInfo {

@@ -26,7 +26,10 @@ impl TryFrom<Row> for ResourceServer {
     fn try_from(row: Row) -> Result<Self, StoreError> {
         Ok(Self {
             resource: row.resource,
-            metadata: convert::resource_metadata(json("resource_servers.metadata", &row.metadata)?)?,
+            metadata: convert::resource_metadata(json(
+                "resource_servers.metadata",
+                &row.metadata,
+            )?)?,
             client_id: row.client_id.map(convert::client_id).transpose()?,
             created_at: from_micros("resource_servers.created_at", row.created_at)?,
             updated_at: from_micros("resource_servers.updated_at", row.updated_at)?,

@@ -123,7 +123,12 @@ async fn rotate_keys(
         .map(|key| KeyView {
             kid: key.kid.clone(),
             alg: key.alg.as_str().to_owned(),
-            state: if key.activates_at <= now { "active" } else { "next" }.to_owned(),
+            state: if key.activates_at <= now {
+                "active"
+            } else {
+                "next"
+            }
+            .to_owned(),
             created_at: key.created_at.unix_timestamp(),
             activates_at: key.activates_at.unix_timestamp(),
             public_jwk: key.public_jwk.members().clone(),
@@ -139,7 +144,7 @@ async fn rotate_keys(
                 .collect(),
         ),
     );
-    let event = SecurityEvent::new(now, &caller.actor(), "key.rotate", None, details);
+    let event = SecurityEvent::new(now, caller.actor(), "key.rotate", None, details);
     if let Err(e) = state.store.events().append(&event).await {
         // Fail closed: keys whose creation cannot be recorded are removed again (they are only
         // published, not yet signing).

@@ -27,9 +27,7 @@ use portcullis_jose::{SigningAlg, verify_jwt};
 use portcullis_verify::binding::Binding;
 use serde::Serialize;
 use serde_json::Value;
-use utoipa::openapi::security::{
-    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
-};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
@@ -255,8 +253,8 @@ impl FromRequestParts<AppState> for AdminCaller {
         }
 
         // The binding (checklist #29, #30, #34, #35).
-        let binding = Binding::from_claims(claims)
-            .map_err(|e| invalid_token(e.to_string(), dpop_scheme))?;
+        let binding =
+            Binding::from_claims(claims).map_err(|e| invalid_token(e.to_string(), dpop_scheme))?;
         let certificate = parts.extensions.get::<Arc<ClientCertificate>>().cloned();
         match &binding {
             Binding::DpopKey(_) => {
@@ -278,7 +276,10 @@ impl FromRequestParts<AppState> for AdminCaller {
                     .await
                     .map_err(|e| match e {
                         PossessionError::Refused(e) => AdminError::Protocol(
-                            OAuthError::new(ErrorCode::InvalidDpopProof, e.error_description.clone()),
+                            OAuthError::new(
+                                ErrorCode::InvalidDpopProof,
+                                e.error_description.clone(),
+                            ),
                             Some(format!(
                                 "DPoP error=\"invalid_dpop_proof\", error_description={}",
                                 quote(&e.error_description)

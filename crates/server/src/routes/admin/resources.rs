@@ -27,7 +27,9 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 fn object(body: Value) -> Result<Map<String, Value>, AdminError> {
     match body {
         Value::Object(map) => Ok(map),
-        _ => Err(OAuthError::new(ErrorCode::InvalidRequest, "the body must be a JSON object").into()),
+        _ => {
+            Err(OAuthError::new(ErrorCode::InvalidRequest, "the body must be a JSON object").into())
+        }
     }
 }
 
@@ -39,7 +41,12 @@ async fn take_client(
     match body.remove("client_id") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(id)) => {
-            let bad = || OAuthError::new(ErrorCode::InvalidRequest, "client_id names no registered client");
+            let bad = || {
+                OAuthError::new(
+                    ErrorCode::InvalidRequest,
+                    "client_id names no registered client",
+                )
+            };
             let id = ClientId::parse(id).map_err(|_| bad())?;
             match state.store.clients().find_by_id(&id).await {
                 Ok(_) => Ok(Some(id)),
@@ -47,7 +54,9 @@ async fn take_client(
                 Err(e) => Err(AdminError::internal("resource server client", &e)),
             }
         }
-        Some(_) => Err(OAuthError::new(ErrorCode::InvalidRequest, "client_id must be a string").into()),
+        Some(_) => {
+            Err(OAuthError::new(ErrorCode::InvalidRequest, "client_id must be a string").into())
+        }
     }
 }
 
@@ -68,7 +77,7 @@ async fn record(
     }
     let event = SecurityEvent::new(
         state.clock.now(),
-        &caller.actor(),
+        caller.actor(),
         action,
         Some(resource.to_owned()),
         details,
@@ -116,7 +125,11 @@ async fn create_resource(
     let resource = match body.remove("resource") {
         Some(Value::String(r)) => r,
         _ => {
-            return Err(OAuthError::new(ErrorCode::InvalidRequest, "resource is required: an https URI").into());
+            return Err(OAuthError::new(
+                ErrorCode::InvalidRequest,
+                "resource is required: an https URI",
+            )
+            .into());
         }
     };
     check_resource_identifier(&resource)?;
@@ -136,8 +149,21 @@ async fn create_resource(
         .add(&server)
         .await
         .map_err(|e| AdminError::store("resource server", e))?;
-    if let Err(e) = record(&state, &caller, "resource.create", &server.resource, None, Some(&server)).await {
-        let _ = state.store.resource_servers().remove(&server.resource).await;
+    if let Err(e) = record(
+        &state,
+        &caller,
+        "resource.create",
+        &server.resource,
+        None,
+        Some(&server),
+    )
+    .await
+    {
+        let _ = state
+            .store
+            .resource_servers()
+            .remove(&server.resource)
+            .await;
         return Err(AdminError::internal("resource event", &e));
     }
     Ok((StatusCode::CREATED, Json(server.describe())))
@@ -181,7 +207,11 @@ async fn replace_resource(
     if let Some(sent) = body.remove("resource")
         && sent.as_str() != Some(resource.as_str())
     {
-        return Err(OAuthError::new(ErrorCode::InvalidRequest, "resource in the body does not match the path").into());
+        return Err(OAuthError::new(
+            ErrorCode::InvalidRequest,
+            "resource in the body does not match the path",
+        )
+        .into());
     }
     for generated in ["created_at", "updated_at"] {
         body.remove(generated);
@@ -201,7 +231,16 @@ async fn replace_resource(
         .update(&after)
         .await
         .map_err(|e| AdminError::store("resource server", e))?;
-    if let Err(e) = record(&state, &caller, "resource.update", &resource, Some(&before), Some(&after)).await {
+    if let Err(e) = record(
+        &state,
+        &caller,
+        "resource.update",
+        &resource,
+        Some(&before),
+        Some(&after),
+    )
+    .await
+    {
         let _ = state.store.resource_servers().update(&before).await;
         return Err(AdminError::internal("resource event", &e));
     }
@@ -225,7 +264,16 @@ async fn delete_resource(
         .remove(&resource)
         .await
         .map_err(|e| AdminError::store("resource server", e))?;
-    if let Err(e) = record(&state, &caller, "resource.delete", &resource, Some(&before), None).await {
+    if let Err(e) = record(
+        &state,
+        &caller,
+        "resource.delete",
+        &resource,
+        Some(&before),
+        None,
+    )
+    .await
+    {
         let _ = state.store.resource_servers().add(&before).await;
         return Err(AdminError::internal("resource event", &e));
     }
