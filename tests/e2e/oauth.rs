@@ -181,12 +181,6 @@ impl ClientKey {
         json!({"keys": [self.public_jwk()]})
     }
 
-    /// Its `kid`.
-    #[must_use]
-    pub fn kid(&self) -> Option<&str> {
-        self.public.common.key_id.as_deref()
-    }
-
     /// The RFC 7638 SHA-256 thumbprint: the `cnf.jkt` of tokens bound to it.
     #[must_use]
     pub fn thumbprint(&self) -> String {

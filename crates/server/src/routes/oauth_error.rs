@@ -58,17 +58,23 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
     }
 }
 
-/// Quotes a value for an auth-param (RFC 9110 §11.2): backslash-escapes `"` and `\`, drops
-/// control characters.
+/// Quotes a value for an auth-param (RFC 9110 §11.2): backslash-escapes `"` and `\`, and keeps
+/// to printable ASCII, as RFC 6750 §3 asks of `error_description` and as header values must be
+/// for clients to read them: `§` becomes `section `, other characters are dropped.
 #[must_use]
 pub fn quote(value: &str) -> String {
     let mut quoted = String::with_capacity(value.len() + 2);
     quoted.push('"');
-    for c in value.chars().filter(|c| !c.is_control()) {
-        if c == '"' || c == '\\' {
-            quoted.push('\\');
+    for c in value.chars() {
+        match c {
+            '§' => quoted.push_str("section "),
+            '"' | '\\' => {
+                quoted.push('\\');
+                quoted.push(c);
+            }
+            ' '..='~' => quoted.push(c),
+            _ => {}
         }
-        quoted.push(c);
     }
     quoted.push('"');
     quoted
@@ -112,5 +118,6 @@ mod tests {
     fn auth_params_are_quoted() {
         assert_eq!(quote(r#"say "hi"\n"#), r#""say \"hi\"\\n""#);
         assert_eq!(quote("a\r\nb"), "\"ab\"");
+        assert_eq!(quote("RFC 9449 §7.1 – ok"), "\"RFC 9449 section 7.1  ok\"");
     }
 }

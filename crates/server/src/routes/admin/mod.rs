@@ -92,7 +92,14 @@ impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
         let (status, error, description, challenge) = match self {
             AdminError::Protocol(e, challenge) => (
-                crate::routes::oauth_error::status_of(e.error),
+                match e.error {
+                    // The admin API is a protected resource: a refused proof is 401 with a
+                    // challenge (RFC 9449 §7.1, §9), not the token endpoint's 400.
+                    ErrorCode::InvalidDpopProof | ErrorCode::UseDpopNonce => {
+                        StatusCode::UNAUTHORIZED
+                    }
+                    code => crate::routes::oauth_error::status_of(code),
+                },
                 e.error.as_str().to_owned(),
                 e.error_description,
                 challenge,
