@@ -64,13 +64,8 @@ pub async fn create_client(
         Some(client.client_id.to_string()),
         details,
     );
-    if let Err(e) = store.events().append(&event).await {
-        // Fail closed: a change that cannot be recorded is undone.
-        if let Err(undo) = store.clients().remove(&client.client_id).await {
-            tracing::error!(client_id = %client.client_id, error = %undo, "could not undo an unrecorded client registration");
-        }
-        return Err(e.into());
-    }
+    // Fail closed: a change that cannot be recorded is undone.
+    record_or_undo(store, event, || store.clients().remove(&client.client_id)).await?;
     tracing::info!(client_id = %client.client_id, profile = client.profile.as_str(), %actor, "client registered");
     Ok(registered)
 }

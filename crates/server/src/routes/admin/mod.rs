@@ -172,13 +172,18 @@ impl AdminCaller {
     }
 }
 
-fn invalid_token(description: impl Into<String>, dpop: bool) -> AdminError {
-    let description = description.into();
-    let algs = SigningAlg::ALL
+/// The DPoP algorithms, as the `algs` auth-param lists them (RFC 9449 §7.1).
+fn dpop_algs() -> String {
+    SigningAlg::ALL
         .iter()
         .map(|a| a.as_str())
         .collect::<Vec<_>>()
-        .join(" ");
+        .join(" ")
+}
+
+fn invalid_token(description: impl Into<String>, dpop: bool) -> AdminError {
+    let description = description.into();
+    let algs = dpop_algs();
     let challenge = if dpop {
         format!(
             "DPoP error=\"invalid_token\", error_description={}, algs=\"{algs}\"",
@@ -207,14 +212,7 @@ impl FromRequestParts<AppState> for AdminCaller {
             .ok_or_else(|| {
                 AdminError::Protocol(
                     OAuthError::new(ErrorCode::InvalidToken, "an admin access token is required"),
-                    Some(format!(
-                        "DPoP algs=\"{}\", Bearer",
-                        SigningAlg::ALL
-                            .iter()
-                            .map(|a| a.as_str())
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    )),
+                    Some(format!("DPoP algs=\"{}\", Bearer", dpop_algs())),
                 )
             })?;
         let (scheme, token) = authorization

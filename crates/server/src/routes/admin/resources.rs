@@ -159,11 +159,14 @@ async fn create_resource(
     )
     .await
     {
-        let _ = state
+        if let Err(undo) = state
             .store
             .resource_servers()
             .remove(&server.resource)
-            .await;
+            .await
+        {
+            tracing::error!(error = %undo, "could not undo an unrecorded resource-server change");
+        }
         return Err(AdminError::internal("resource event", &e));
     }
     Ok((StatusCode::CREATED, Json(server.describe())))
@@ -241,7 +244,9 @@ async fn replace_resource(
     )
     .await
     {
-        let _ = state.store.resource_servers().update(&before).await;
+        if let Err(undo) = state.store.resource_servers().update(&before).await {
+            tracing::error!(error = %undo, "could not undo an unrecorded resource-server change");
+        }
         return Err(AdminError::internal("resource event", &e));
     }
     Ok(Json(after.describe()))
@@ -274,7 +279,9 @@ async fn delete_resource(
     )
     .await
     {
-        let _ = state.store.resource_servers().add(&before).await;
+        if let Err(undo) = state.store.resource_servers().add(&before).await {
+            tracing::error!(error = %undo, "could not undo an unrecorded resource-server change");
+        }
         return Err(AdminError::internal("resource event", &e));
     }
     Ok(StatusCode::NO_CONTENT)
