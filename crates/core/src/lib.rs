@@ -13,6 +13,7 @@ pub mod keys;
 pub mod password;
 pub mod resource;
 pub mod rng;
+pub mod software_statement;
 pub mod store;
 pub mod totp;
 pub mod user;

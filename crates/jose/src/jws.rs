@@ -207,6 +207,21 @@ pub fn decode_unverified_header(token: &str) -> Result<Map<String, Value>, JoseE
         .map_err(|_| JoseError::Malformed("header is not a JSON object".into()))
 }
 
+/// Reads the payload of a compact JWS as JSON claims without verifying anything: only to choose
+/// which keys then verify it (for example a software statement's `iss` names its directory).
+///
+/// # Errors
+/// [`JoseError::Malformed`] when the token is not three base64url parts with a JSON payload.
+pub fn decode_unverified_claims(token: &str) -> Result<Map<String, Value>, JoseError> {
+    decode_unverified_header(token)?;
+    let payload = token.split('.').nth(1).unwrap_or_default();
+    let bytes = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| JoseError::Malformed("payload is not base64url".into()))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|_| JoseError::Malformed("payload is not a JSON object".into()))
+}
+
 /// Verifies a compact JWS against `jwks`, accepting only the algorithms in `allowed`.
 ///
 /// The header's `alg` is checked against the allowlist first; keys are then chosen by `kid` and

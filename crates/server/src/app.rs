@@ -69,6 +69,8 @@ pub struct AppState {
     pub client_auth: Arc<ClientAuthenticator>,
     /// Password hashing.
     pub passwords: Arc<PasswordService>,
+    /// Dynamic client registration's admission rules.
+    pub registration: Arc<crate::registration::Registrar>,
     /// The test-only clock control.
     #[cfg(feature = "test-hooks")]
     pub test_clock: Arc<portcullis_core::OffsetClock>,

@@ -331,9 +331,12 @@ async fn create_client(args: CreateClientArgs) -> Result<(), CliError> {
         &rng,
         &SystemClock,
         "cli",
-        request,
-        args.profile,
-        settings,
+        crate::registry::NewClient {
+            request,
+            profile: args.profile,
+            settings,
+            registration_token: None,
+        },
     )
     .await
     .map_err(|e| match e {

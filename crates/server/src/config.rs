@@ -67,6 +67,8 @@ pub struct Config {
     pub client_auth: crate::client_auth::ClientAuthConfig,
     /// Access tokens.
     pub tokens: TokensConfig,
+    /// Dynamic client registration (RFC 7591/7592); closed unless configured.
+    pub registration: crate::registration::RegistrationConfig,
 }
 
 impl Default for Config {
@@ -87,6 +89,7 @@ impl Default for Config {
             client_jwks: ClientJwksConfig::default(),
             client_auth: crate::client_auth::ClientAuthConfig::default(),
             tokens: TokensConfig::default(),
+            registration: crate::registration::RegistrationConfig::default(),
         }
     }
 }
@@ -625,6 +628,7 @@ impl Config {
         self.client_jwks.validate()?;
         self.client_auth.validate()?;
         self.client_auth.trust_anchors()?;
+        self.registration.validate()?;
         if !(60..=3600).contains(&self.tokens.access_token_lifetime_secs) {
             return Err(ConfigError::new(
                 "tokens.access_token_lifetime_secs",

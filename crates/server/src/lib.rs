@@ -11,6 +11,7 @@ pub mod jwks_fetch;
 pub mod keys;
 pub mod metrics;
 pub mod passwords;
+pub mod registration;
 pub mod registry;
 pub mod routes;
 pub mod sender;

@@ -4,7 +4,7 @@
 use portcullis_core::audit::SecurityEvent;
 use portcullis_core::client::metadata::{AuthMethod, ClientMetadata};
 use portcullis_core::client::register::{self, RegisterError, Registered};
-use portcullis_core::client::secret::ClientSecret;
+use portcullis_core::client::secret::{ClientSecret, SecretHash};
 use portcullis_core::client::settings::ClientSettings;
 use portcullis_core::client::{Client, ClientId, ClientProfile};
 use portcullis_core::error::{ErrorCode, OAuthError};
@@ -35,7 +35,21 @@ impl From<RegisterError> for RegistryError {
     }
 }
 
-/// Registers a client from RFC 7591 metadata under `profile`, as `actor`.
+/// A client to register.
+#[derive(Debug)]
+pub struct NewClient {
+    /// RFC 7591 metadata.
+    pub request: Map<String, Value>,
+    /// Its profile.
+    pub profile: ClientProfile,
+    /// The operator's settings.
+    pub settings: ClientSettings,
+    /// The hash of its RFC 7592 registration access token, for dynamically registered clients.
+    pub registration_token: Option<SecretHash>,
+}
+
+/// Registers a client from RFC 7591 metadata under `profile`, as `actor`; a dynamically
+/// registered client also gets the hash of its RFC 7592 registration access token.
 ///
 /// The client and its `client.create` event are written one after the other; if the event cannot
 /// be written the client is removed again, so no change goes unrecorded.
@@ -47,12 +61,12 @@ pub async fn create_client(
     rng: &dyn Rng,
     clock: &dyn Clock,
     actor: &str,
-    request: Map<String, Value>,
-    profile: ClientProfile,
-    settings: ClientSettings,
+    new: NewClient,
 ) -> Result<Registered, RegistryError> {
-    let metadata = ClientMetadata::from_request(request)?;
-    let registered = register::register(&metadata, profile, settings, rng, clock.now())?;
+    let metadata = ClientMetadata::from_request(new.request)?;
+    let mut registered =
+        register::register(&metadata, new.profile, new.settings, rng, clock.now())?;
+    registered.client.registration_token_hash = new.registration_token;
     let client = &registered.client;
     store.clients().add(client).await?;
     let mut details = Map::new();

@@ -210,9 +210,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         &config.client_auth,
         store.clone(),
         clock.clone(),
-        jwks_fetcher,
+        jwks_fetcher.clone(),
         &issuer,
         &mtls_base,
+    )?);
+    let registration = Arc::new(crate::registration::Registrar::new(
+        &config.registration,
+        client_auth.trust(),
+        store.clone(),
+        clock.clone(),
+        jwks_fetcher,
     )?);
     let passwords = Arc::new(PasswordService::new(
         config.passwords.max_concurrent_hashes,
@@ -233,6 +240,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         kek,
         client_auth,
         passwords,
+        registration,
         #[cfg(feature = "test-hooks")]
         test_clock,
     };

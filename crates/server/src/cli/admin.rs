@@ -105,9 +105,12 @@ pub async fn run(command: AdminCommand) -> Result<(), CliError> {
         &SystemRng::new(),
         &SystemClock,
         "cli:admin-bootstrap",
-        metadata,
-        ClientProfile::Fapi2,
-        settings,
+        crate::registry::NewClient {
+            request: metadata,
+            profile: ClientProfile::Fapi2,
+            settings,
+            registration_token: None,
+        },
     )
     .await
     .map_err(|e| failed(format!("cannot register the admin client: {e}")))?;

@@ -88,32 +88,78 @@ impl ClientAuthConfig {
     /// # Errors
     /// [`ConfigError`] naming the file that cannot be read or holds no certificate.
     pub fn trust_anchors(&self) -> Result<RootCertStore, ConfigError> {
-        let mut roots = RootCertStore::empty();
-        for path in &self.trust_anchor_files {
-            let key = "client_auth.trust_anchor_files";
-            let pem = std::fs::read(path)
-                .map_err(|e| ConfigError::new(key, format!("{}: {e}", path.display())))?;
-            let mut found = 0;
-            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                let cert =
-                    cert.map_err(|e| ConfigError::new(key, format!("{}: {e}", path.display())))?;
-                roots.add(cert).map_err(|e| {
-                    ConfigError::new(
-                        key,
-                        format!("{}: not a CA certificate: {e}", path.display()),
-                    )
-                })?;
-                found += 1;
-            }
-            if found == 0 {
-                return Err(ConfigError::new(
-                    key,
-                    format!("{}: no PEM certificate in it", path.display()),
-                ));
-            }
-        }
-        Ok(roots)
+        load_trust_anchors("client_auth.trust_anchor_files", &self.trust_anchor_files)
     }
+}
+
+/// Loads the CA certificates in PEM `files` (configuration key `key`) as trust anchors.
+///
+/// # Errors
+/// [`ConfigError`] naming the file that cannot be read or holds no certificate.
+pub fn load_trust_anchors(key: &str, files: &[PathBuf]) -> Result<RootCertStore, ConfigError> {
+    let mut roots = RootCertStore::empty();
+    for path in files {
+        let pem = std::fs::read(path)
+            .map_err(|e| ConfigError::new(key, format!("{}: {e}", path.display())))?;
+        let mut found = 0;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let cert =
+                cert.map_err(|e| ConfigError::new(key, format!("{}: {e}", path.display())))?;
+            roots.add(cert).map_err(|e| {
+                ConfigError::new(
+                    key,
+                    format!("{}: not a CA certificate: {e}", path.display()),
+                )
+            })?;
+            found += 1;
+        }
+        if found == 0 {
+            return Err(ConfigError::new(
+                key,
+                format!("{}: no PEM certificate in it", path.display()),
+            ));
+        }
+    }
+    Ok(roots)
+}
+
+/// A verifier of client certificates against `roots` (configuration key `key`), or `None` when
+/// there are no roots.
+///
+/// # Errors
+/// [`ConfigError`] if rustls refuses the roots.
+pub fn certificate_verifier(
+    key: &str,
+    roots: RootCertStore,
+) -> Result<Option<Arc<dyn ClientCertVerifier>>, ConfigError> {
+    if roots.is_empty() {
+        return Ok(None);
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map(Some)
+        .map_err(|e| ConfigError::new(key, e.to_string()))
+}
+
+/// Whether `certificate`, with the intermediates it came with, chains to `trust` at `now`
+/// (validity period, key usage for client authentication, signatures).
+///
+/// # Errors
+/// What rustls found wrong.
+pub fn verify_chain(
+    trust: &dyn ClientCertVerifier,
+    certificate: &ClientCertificate,
+    now: time::OffsetDateTime,
+) -> Result<(), rustls::Error> {
+    let seconds = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+    trust
+        .verify_client_cert(
+            certificate.der(),
+            certificate.intermediates(),
+            UnixTime::since_unix_epoch(StdDuration::from_secs(seconds)),
+        )
+        .map(|_| ())
 }
 
 /// The endpoint a client is authenticating at: for `oauth`-profile assertion audiences and for
@@ -234,16 +280,8 @@ impl ClientAuthenticator {
         issuer: &str,
         mtls_base: &str,
     ) -> Result<Self, ConfigError> {
-        let roots = config.trust_anchors()?;
-        let trust = if roots.is_empty() {
-            None
-        } else {
-            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| ConfigError::new("client_auth.trust_anchor_files", e.to_string()))?;
-            Some(verifier)
-        };
+        let trust =
+            certificate_verifier("client_auth.trust_anchor_files", config.trust_anchors()?)?;
         let endpoint_urls = [
             Endpoint::Token,
             Endpoint::Par,
@@ -270,6 +308,12 @@ impl ClientAuthenticator {
             endpoint_urls,
             config: config.clone(),
         })
+    }
+
+    /// The verifier of `tls_client_auth` certificates, when trust anchors are configured.
+    #[must_use]
+    pub fn trust(&self) -> Option<Arc<dyn ClientCertVerifier>> {
+        self.trust.clone()
     }
 
     /// Authenticates the client of a request at `endpoint`.
@@ -459,19 +503,11 @@ impl ClientAuthenticator {
                 "tls_client_auth is not available: no trust anchors are configured",
             ));
         };
-        let now = self.clock.now();
-        let seconds = u64::try_from(now.unix_timestamp()).unwrap_or(0);
-        trust
-            .verify_client_cert(
-                certificate.der(),
-                certificate.intermediates(),
-                UnixTime::since_unix_epoch(StdDuration::from_secs(seconds)),
-            )
-            .map_err(|e| {
-                invalid_client(format!(
-                    "the client certificate does not chain to a trusted CA (RFC 8705 §2.1): {e}"
-                ))
-            })?;
+        verify_chain(trust.as_ref(), certificate, self.clock.now()).map_err(|e| {
+            invalid_client(format!(
+                "the client certificate does not chain to a trusted CA (RFC 8705 §2.1): {e}"
+            ))
+        })?;
         let cert = x509::parse(certificate.der())
             .ok_or_else(|| invalid_client("the client certificate does not parse"))?;
         let registered = [

@@ -182,6 +182,21 @@ pub fn subject_matches(cert: &X509Certificate<'_>, registered: &str) -> bool {
     !actual.is_empty() && (actual == reversed || actual == expected)
 }
 
+/// Whether the certificate's subject has an attribute of type `name` (a short name such as `UID`
+/// or `CN`) whose value is `value` (caseIgnoreMatch): how directories tie a transport certificate
+/// to a piece of software (Open Finance Brasil puts the `software_id` in `UID`, UK Open Banking in
+/// `CN`).
+#[must_use]
+pub fn subject_has_attribute(cert: &X509Certificate<'_>, name: &str, value: &str) -> bool {
+    let (Some(oid), Some(rdns)) = (attribute_oid(name), certificate_dn(cert.subject())) else {
+        return false;
+    };
+    let value = normalise(value);
+    rdns.iter()
+        .flatten()
+        .any(|(attribute, actual)| attribute == oid && *actual == value)
+}
+
 /// The kind of subject alternative name a client registered (RFC 8705 §2.1.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SanKind {

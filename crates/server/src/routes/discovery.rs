@@ -12,7 +12,8 @@ use serde::Serialize;
 use portcullis_jose::SigningAlg;
 
 use crate::app::{AppState, Urls};
-use crate::routes::token;
+use crate::registration::Registrar;
+use crate::routes::{register, token};
 
 /// The metadata document.
 #[derive(Debug, Serialize)]
@@ -37,6 +38,9 @@ pub struct Metadata {
     pub tls_client_certificate_bound_access_tokens: bool,
     /// RFC 8705 §5: the endpoints a client doing mutual TLS uses instead.
     pub mtls_endpoint_aliases: serde_json::Map<String, serde_json::Value>,
+    /// RFC 7591 §3 / RFC 8414 §2: only when the operator has opened registration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registration_endpoint: Option<String>,
 }
 
 impl Metadata {
@@ -63,7 +67,25 @@ impl Metadata {
             dpop_signing_alg_values_supported: algs,
             tls_client_certificate_bound_access_tokens: true,
             mtls_endpoint_aliases: aliases,
+            registration_endpoint: None,
         }
+    }
+
+    /// Adds the registration endpoint when `registrar` is open: on the mTLS listener when every
+    /// registration needs a certificate, else on the main one, with its mTLS alias.
+    #[must_use]
+    pub fn with_registration(mut self, urls: &Urls, registrar: &Registrar) -> Self {
+        if registrar.is_open() {
+            let mtls = urls.mtls_endpoint(register::PATH);
+            self.registration_endpoint = Some(if registrar.certificate_always_required() {
+                mtls.clone()
+            } else {
+                urls.endpoint(register::PATH)
+            });
+            self.mtls_endpoint_aliases
+                .insert("registration_endpoint".into(), mtls.into());
+        }
+        self
     }
 }
 
@@ -74,7 +96,7 @@ pub async fn get(State(state): State<AppState>) -> impl IntoResponse {
             header::CACHE_CONTROL,
             HeaderValue::from_static("public, max-age=300"),
         )],
-        Json(Metadata::new(&state.urls)),
+        Json(Metadata::new(&state.urls).with_registration(&state.urls, &state.registration)),
     )
 }
 

@@ -5,6 +5,7 @@ pub mod discovery;
 pub mod health;
 pub mod jwks;
 pub mod oauth_error;
+pub mod register;
 #[cfg(feature = "test-hooks")]
 pub mod test_hooks;
 #[cfg(test)]
@@ -38,6 +39,13 @@ pub fn router() -> Router<AppState> {
         )
         .route("/jwks", get(jwks::get))
         .route(token::PATH, post(token::post))
+        .route(register::PATH, post(register::post))
+        .route(
+            "/register/{client_id}",
+            get(register::get_client)
+                .put(register::put_client)
+                .delete(register::delete_client),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)

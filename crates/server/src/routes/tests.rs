@@ -56,17 +56,27 @@ pub(crate) async fn harness_with(edit: impl FnOnce(&mut Config)) -> Harness {
             .await
             .unwrap(),
     );
+    let jwks_fetcher = Arc::new(
+        crate::jwks_fetch::JwksFetcher::new(&config.client_jwks, dyn_clock.clone()).unwrap(),
+    );
     let client_auth = Arc::new(
         crate::client_auth::ClientAuthenticator::new(
             &config.client_auth,
             store.clone(),
             dyn_clock.clone(),
-            Arc::new(
-                crate::jwks_fetch::JwksFetcher::new(&config.client_jwks, dyn_clock.clone())
-                    .unwrap(),
-            ),
+            jwks_fetcher.clone(),
             "https://as.example",
             "https://mtls.as.example",
+        )
+        .unwrap(),
+    );
+    let registration = Arc::new(
+        crate::registration::Registrar::new(
+            &config.registration,
+            client_auth.trust(),
+            store.clone(),
+            dyn_clock.clone(),
+            jwks_fetcher,
         )
         .unwrap(),
     );
@@ -83,6 +93,7 @@ pub(crate) async fn harness_with(edit: impl FnOnce(&mut Config)) -> Harness {
         rng: rng.clone(),
         kek: kek.clone(),
         client_auth,
+        registration,
         passwords: Arc::new(crate::passwords::PasswordService::new(
             1,
             portcullis_core::password::PasswordParams::default(),

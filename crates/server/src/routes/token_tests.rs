@@ -91,9 +91,12 @@ async fn register(
         h.rng.as_ref(),
         h.clock.as_ref(),
         "test",
-        metadata.as_object().unwrap().clone(),
-        profile,
-        settings,
+        crate::registry::NewClient {
+            request: metadata.as_object().unwrap().clone(),
+            profile,
+            settings,
+            registration_token: None,
+        },
     )
     .await
     .unwrap()

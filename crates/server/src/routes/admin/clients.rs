@@ -92,9 +92,12 @@ async fn create_client(
         state.rng.as_ref(),
         state.clock.as_ref(),
         &caller.actor(),
-        metadata,
-        profile.unwrap_or(portcullis_core::client::ClientProfile::Fapi2),
-        settings,
+        crate::registry::NewClient {
+            request: metadata,
+            profile: profile.unwrap_or(portcullis_core::client::ClientProfile::Fapi2),
+            settings,
+            registration_token: None,
+        },
     )
     .await
     .map_err(from_registry)?;
