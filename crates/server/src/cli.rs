@@ -67,6 +67,20 @@ pub enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Dynamic client registration (RFC 7591).
+    Registration {
+        /// What to do.
+        #[command(subcommand)]
+        command: RegistrationCommand,
+    },
+}
+
+/// The registration commands.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum RegistrationCommand {
+    /// Make an initial access token (RFC 7591 §3): prints it once, with the SHA-256 to add to
+    /// registration.initial_access_token_sha256. Only the hash goes in the configuration.
+    InitialAccessToken,
 }
 
 /// The client commands.
@@ -276,6 +290,25 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             command: ClientsCommand::List(args),
         } => list_clients(args).await,
         Command::Users { command } => users::run(command).await,
+        Command::Registration {
+            command: RegistrationCommand::InitialAccessToken,
+        } => {
+            let token = portcullis_core::client::secret::ClientSecret::generate(&SystemRng::new())
+                .map_err(|e| CliError {
+                    message: format!("the random number generator failed: {e}"),
+                    exit_code: 1,
+                })?;
+            let hash = base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                token.hash().as_bytes(),
+            );
+            let shown = serde_json::json!({
+                "initial_access_token": token.expose(),
+                "initial_access_token_sha256": hash,
+            });
+            println!("{shown:#}");
+            Ok(())
+        }
         Command::Admin { command } => admin::run(command).await,
         Command::Keys {
             command: KeysCommand::List(args),

@@ -41,8 +41,8 @@ pub struct RegistrationConfig {
     pub directories: Vec<DirectoryConfig>,
     /// Base64url SHA-256 hashes of the initial access tokens (RFC 7591 §3) that admit a
     /// registration (`portcullis registration initial-access-token` makes one). Without
-    /// directories, one of them is required; with directories, see
-    /// `require_initial_access_token`.
+    /// directories, one of them admits a registration without a statement; with directories, a
+    /// statement is always required and `require_initial_access_token` asks for a token too.
     pub initial_access_token_sha256: Vec<String>,
     /// Whether registrations with a software statement must also present an initial access token.
     pub require_initial_access_token: bool,
@@ -338,8 +338,7 @@ impl Registrar {
     /// listener only.
     #[must_use]
     pub fn certificate_always_required(&self) -> bool {
-        self.initial_tokens.is_empty()
-            && !self.directories.is_empty()
+        !self.directories.is_empty()
             && self
                 .directories
                 .iter()
@@ -411,10 +410,11 @@ impl Registrar {
         };
         let registered_statement = existing.and_then(stored_statement_claims);
         let Some(statement) = statement else {
-            // Without a statement: only on an initial access token, or an update of a client
-            // that was registered that way.
+            // Without a statement: only on an initial access token where no directory is
+            // configured (with directories a statement is always required), or an update of a
+            // client that was registered that way.
             let allowed = match existing {
-                None => initial_token,
+                None => initial_token && self.directories.is_empty(),
                 Some(_) => registered_statement.is_none(),
             };
             if !allowed {
@@ -660,4 +660,114 @@ pub fn bearer_token(authorization: &str) -> Option<&str> {
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' '))
         .then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn directory(issuer: &str) -> DirectoryConfig {
+        DirectoryConfig {
+            issuer: issuer.into(),
+            jwks_file: Some(PathBuf::from("/nonexistent/directory.jwks")),
+            jwks_uri: None,
+            algorithms: Vec::new(),
+            profile: None,
+            trust_anchor_files: Vec::new(),
+            certificate_match: CertificateMatch::SoftwareId,
+        }
+    }
+
+    fn refused_at(config: &RegistrationConfig) -> String {
+        config.validate().unwrap_err().key
+    }
+
+    #[test]
+    fn configuration_is_checked_key_by_key() {
+        assert!(RegistrationConfig::default().validate().is_ok());
+        let mut config = RegistrationConfig {
+            profile: "fapi3".into(),
+            ..RegistrationConfig::default()
+        };
+        assert_eq!(refused_at(&config), "registration.profile");
+        config.profile = "oauth".into();
+        config.statement_max_age_secs = 5;
+        assert_eq!(refused_at(&config), "registration.statement_max_age_secs");
+        config.statement_max_age_secs = 300;
+        config.initial_access_token_sha256 = vec!["not-a-hash".into()];
+        assert_eq!(
+            refused_at(&config),
+            "registration.initial_access_token_sha256"
+        );
+        config.initial_access_token_sha256.clear();
+
+        config.directories = vec![directory("http://directory.example")];
+        assert_eq!(refused_at(&config), "registration.directories[0].issuer");
+        config.directories = vec![
+            directory("https://directory.example"),
+            directory("https://directory.example"),
+        ];
+        assert_eq!(refused_at(&config), "registration.directories[1].issuer");
+        let mut both = directory("https://directory.example");
+        both.jwks_uri = Some("https://directory.example/jwks".into());
+        config.directories = vec![both];
+        assert_eq!(refused_at(&config), "registration.directories[0].jwks_file");
+        let mut neither = directory("https://directory.example");
+        neither.jwks_file = None;
+        config.directories = vec![neither.clone()];
+        assert_eq!(refused_at(&config), "registration.directories[0].jwks_file");
+        neither.jwks_uri = Some("http://directory.example/jwks".into());
+        config.directories = vec![neither];
+        assert_eq!(refused_at(&config), "registration.directories[0].jwks_uri");
+        let mut bad_profile = directory("https://directory.example");
+        bad_profile.profile = Some("any".into());
+        config.directories = vec![bad_profile];
+        assert_eq!(refused_at(&config), "registration.directories[0].profile");
+    }
+
+    #[tokio::test]
+    async fn a_fapi_directory_needs_certificate_authorities() {
+        let dir = tempfile::tempdir().unwrap();
+        let jwks_file = dir.path().join("directory.jwks");
+        std::fs::write(&jwks_file, br#"{"keys": []}"#).unwrap();
+        let mut trusted = directory("https://directory.example");
+        trusted.jwks_file = Some(jwks_file);
+        let config = RegistrationConfig {
+            directories: vec![trusted.clone()],
+            ..RegistrationConfig::default()
+        };
+        let store = portcullis_store::connect_and_migrate(
+            &format!("sqlite:{}", dir.path().join("t.db").display()),
+            &portcullis_store::PoolOptions::default(),
+        )
+        .await
+        .unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(portcullis_core::SystemClock);
+        let fetcher = Arc::new(
+            JwksFetcher::new(&crate::config::ClientJwksConfig::default(), clock.clone()).unwrap(),
+        );
+        let error = Registrar::new(&config, None, store.clone(), clock.clone(), fetcher.clone())
+            .unwrap_err();
+        assert_eq!(error.key, "registration.directories[0].trust_anchor_files");
+
+        // An oauth-profile directory does not check certificates.
+        trusted.profile = Some("oauth".into());
+        let config = RegistrationConfig {
+            directories: vec![trusted],
+            ..RegistrationConfig::default()
+        };
+        let registrar = Registrar::new(&config, None, store, clock, fetcher).unwrap();
+        assert!(registrar.is_open());
+        assert!(!registrar.certificate_always_required());
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_strictly() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Bearer a b"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+    }
 }

@@ -104,4 +104,32 @@ impl TestCa {
             cert_der: cert.der().to_vec(),
         }
     }
+    /// A fresh P-256 key with a transport certificate as Open Finance Brasil's directory issues
+    /// them: the software's id in the subject's `UID` (0.9.2342.19200300.100.1.1), its organisation
+    /// in `O`, and a `CN` that is not the software id.
+    #[must_use]
+    pub fn issue_for_software(&self, organization: &str, software_id: &str) -> ClientIdentity {
+        let key = rcgen::KeyPair::generate().expect("key generation failed");
+        let mut params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).expect("certificate parameters");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, organization);
+        params.distinguished_name.push(
+            rcgen::DnType::CustomDnType(vec![0, 9, 2342, 19_200_300, 100, 1, 1]),
+            software_id,
+        );
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "tpp transport");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("CA signing failed");
+        ClientIdentity {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            cert_der: cert.der().to_vec(),
+        }
+    }
 }

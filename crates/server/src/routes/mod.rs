@@ -6,6 +6,8 @@ pub mod health;
 pub mod jwks;
 pub mod oauth_error;
 pub mod register;
+#[cfg(test)]
+mod register_tests;
 #[cfg(feature = "test-hooks")]
 pub mod test_hooks;
 #[cfg(test)]
