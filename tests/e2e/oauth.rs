@@ -27,7 +27,7 @@ use crate::support::Fixture;
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// Every admin scope the bootstrap client may ask for that the admin API has routes for.
-pub const ADMIN_SCOPE: &str = "admin:clients admin:users admin:keys admin:resources";
+pub const ADMIN_SCOPE: &str = "admin:clients admin:users admin:keys admin:resources admin:audit";
 
 /// A fresh random identifier (128 bits, base64url), for `jti`s.
 #[must_use]

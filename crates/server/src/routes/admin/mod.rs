@@ -9,6 +9,7 @@
 //! removing a scope or deleting the client takes effect at once.
 
 pub mod clients;
+pub mod events;
 pub mod keys;
 pub mod resources;
 pub mod users;
@@ -412,7 +413,7 @@ impl Modify for SecuritySchemes {
 #[openapi(
     info(
         title = "Portcullis admin API",
-        description = "The operator's API: clients, users, signing keys and resource servers. Every route needs a sender-constrained admin access token with the scope it names.",
+        description = "The operator's API: clients, users, signing keys, resource servers and the security-event trail. Every route needs a sender-constrained admin access token with the scope it names.",
     ),
     modifiers(&SecuritySchemes),
     security(("dpop" = []), ("mtls_bearer" = [])),
@@ -427,6 +428,7 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(users::router())
         .merge(keys::router())
         .merge(resources::router())
+        .merge(events::router())
         .split_for_parts();
     api.info.version = env!("CARGO_PKG_VERSION").to_owned();
     (router, api)
