@@ -69,6 +69,8 @@ pub struct AppState {
     pub client_auth: Arc<ClientAuthenticator>,
     /// Password hashing.
     pub passwords: Arc<PasswordService>,
+    /// The resource servers `/token` reads, cached per replica.
+    pub resources: Arc<crate::resources::ResourceCache>,
     /// Dynamic client registration's admission rules.
     pub registration: Arc<crate::registration::Registrar>,
     /// The test-only clock control.

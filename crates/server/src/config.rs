@@ -389,6 +389,9 @@ pub struct TokensConfig {
     pub access_token_lifetime_secs: u32,
     /// The algorithm access tokens are signed with. Defaults to the first of `keys.algorithms`.
     pub signing_alg: Option<SigningAlg>,
+    /// How long a replica uses its snapshot of the resource servers, in seconds (0 to 60; 0
+    /// reads them for every token). Changes made on another replica are seen within this time.
+    pub resource_cache_secs: u32,
 }
 
 impl Default for TokensConfig {
@@ -396,6 +399,7 @@ impl Default for TokensConfig {
         Self {
             access_token_lifetime_secs: 300,
             signing_alg: None,
+            resource_cache_secs: 5,
         }
     }
 }
@@ -633,6 +637,12 @@ impl Config {
             return Err(ConfigError::new(
                 "tokens.access_token_lifetime_secs",
                 "must be 60 to 3600",
+            ));
+        }
+        if self.tokens.resource_cache_secs > 60 {
+            return Err(ConfigError::new(
+                "tokens.resource_cache_secs",
+                "must be 0 to 60",
             ));
         }
         if let Some(alg) = self.tokens.signing_alg

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod passwords;
 pub mod registration;
 pub mod registry;
+pub mod resources;
 pub mod routes;
 pub mod sender;
 pub mod serve;

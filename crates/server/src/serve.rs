@@ -214,6 +214,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         &issuer,
         &mtls_base,
     )?);
+    let resources = Arc::new(crate::resources::ResourceCache::new(
+        store.clone(),
+        clock.clone(),
+        config.tokens.resource_cache_secs,
+    ));
     let registration = Arc::new(crate::registration::Registrar::new(
         &config.registration,
         client_auth.trust(),
@@ -240,6 +245,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         kek,
         client_auth,
         passwords,
+        resources,
         registration,
         #[cfg(feature = "test-hooks")]
         test_clock,

@@ -80,6 +80,11 @@ pub(crate) async fn harness_with(edit: impl FnOnce(&mut Config)) -> Harness {
         )
         .unwrap(),
     );
+    let resources = Arc::new(crate::resources::ResourceCache::new(
+        store.clone(),
+        dyn_clock.clone(),
+        config.tokens.resource_cache_secs,
+    ));
     let state = AppState {
         config: Arc::new(config.clone()),
         urls: Arc::new(Urls {
@@ -93,6 +98,7 @@ pub(crate) async fn harness_with(edit: impl FnOnce(&mut Config)) -> Harness {
         rng: rng.clone(),
         kek: kek.clone(),
         client_auth,
+        resources,
         registration,
         passwords: Arc::new(crate::passwords::PasswordService::new(
             1,

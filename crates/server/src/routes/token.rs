@@ -211,21 +211,17 @@ async fn target(
     let mut servers = Vec::new();
     if resources.is_empty() {
         // No resource named: the token is for every resource server that serves a requested scope.
-        let all = state
-            .store
-            .resource_servers()
-            .list(None, 1000)
+        let snapshot = state
+            .resources
+            .snapshot()
             .await
             .map_err(|e| server_error("token: resource servers", &e))?;
-        servers.extend(
-            all.into_iter()
-                .filter(|rs| rs.metadata.scopes.iter().any(|s| requested.contains(s))),
-        );
+        servers.extend(snapshot.serving(&requested).cloned());
     } else {
         for resource in resources {
-            match state.store.resource_servers().find(resource).await {
-                Ok(rs) => servers.push(rs),
-                Err(portcullis_core::store::StoreError::NotFound) => {
+            match state.resources.find(resource).await {
+                Ok(Some(rs)) => servers.push(rs),
+                Ok(None) => {
                     return Err(OAuthError::new(
                         ErrorCode::InvalidTarget,
                         "resource names no registered resource server (RFC 8707 §2)",

@@ -169,6 +169,7 @@ async fn create_resource(
         }
         return Err(AdminError::internal("resource event", &e));
     }
+    state.resources.invalidate();
     Ok((StatusCode::CREATED, Json(server.describe())))
 }
 
@@ -249,6 +250,7 @@ async fn replace_resource(
         }
         return Err(AdminError::internal("resource event", &e));
     }
+    state.resources.invalidate();
     Ok(Json(after.describe()))
 }
 
@@ -284,5 +286,6 @@ async fn delete_resource(
         }
         return Err(AdminError::internal("resource event", &e));
     }
+    state.resources.invalidate();
     Ok(StatusCode::NO_CONTENT)
 }
