@@ -18,6 +18,7 @@ mod keys;
 mod lifecycle;
 mod oauth;
 mod observability;
+mod registration;
 mod support;
 mod tls;
 mod users;

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use portcullis_core::Clock;
+use portcullis_core::client::metadata::ClientMetadata;
 use portcullis_core::client::secret::SecretHash;
 use portcullis_core::client::{Client, ClientProfile};
 use portcullis_core::error::{ErrorCode, OAuthError};
@@ -467,29 +468,34 @@ impl Registrar {
                 .await?;
         }
         let mut metadata = software_statement::apply(body, &verified.claims)?;
-        metadata.insert("software_statement".into(), statement.into());
+        // Every rule the registry applies, checked before the statement is spent: a request
+        // refused for its metadata can be corrected and sent again with the same statement.
+        ClientMetadata::from_request(metadata.clone())?.validate(profile)?;
 
-        // Single use, across replicas.
-        if let Some(jti) = &verified.jti {
-            let key = ReplayKey {
-                kind: ReplayKind::SoftwareStatement,
-                issuer: &directory.issuer,
-                id: jti,
-            };
-            let now = self.clock.now();
-            if self
-                .store
-                .replay()
-                .record(key, verified.replay_until, now)
-                .await?
-                == FirstUse::Replayed
-            {
-                return Err(invalid_statement(
-                    "the software_statement has been used before: its jti is single-use",
-                )
-                .into());
-            }
+        // Single use, across replicas: by its jti, or by its hash when it has none.
+        let id = match &verified.jti {
+            Some(jti) => jti.clone(),
+            None => format!("sha256:{}", statement_digest(&statement)),
+        };
+        let key = ReplayKey {
+            kind: ReplayKind::SoftwareStatement,
+            issuer: &directory.issuer,
+            id: &id,
+        };
+        let now = self.clock.now();
+        if self
+            .store
+            .replay()
+            .record(key, verified.replay_until, now)
+            .await?
+            == FirstUse::Replayed
+        {
+            return Err(invalid_statement(
+                "the software_statement has been used before: a statement registers or updates once",
+            )
+            .into());
         }
+        metadata.insert("software_statement".into(), statement.into());
         Ok(Admitted {
             metadata,
             profile,
@@ -634,6 +640,12 @@ impl Registrar {
             }))
         }
     }
+}
+
+/// The base64url SHA-256 of a statement, its replay identifier when it has no `jti`.
+fn statement_digest(statement: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(SecretHash::of(statement).as_bytes())
 }
 
 /// The claims of the statement a client registered with, as verified then.

@@ -42,7 +42,9 @@ impl Snapshot {
     /// The resource server with this identifier.
     #[must_use]
     pub fn find(&self, resource: &str) -> Option<&ResourceServer> {
-        self.by_identifier.get(resource).and_then(|i| self.servers.get(*i))
+        self.by_identifier
+            .get(resource)
+            .and_then(|i| self.servers.get(*i))
     }
 
     /// Every resource server that serves any of `scopes`.

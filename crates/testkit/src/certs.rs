@@ -112,6 +112,9 @@ impl TestCa {
         let key = rcgen::KeyPair::generate().expect("key generation failed");
         let mut params =
             rcgen::CertificateParams::new(Vec::<String>::new()).expect("certificate parameters");
+        // rcgen starts with a CN of its own; start empty so the DER order is O, UID, CN
+        // (RFC 4514: `CN=tpp transport,UID=<software_id>,O=<organization>`).
+        params.distinguished_name = rcgen::DistinguishedName::new();
         params
             .distinguished_name
             .push(rcgen::DnType::OrganizationName, organization);

@@ -241,6 +241,9 @@ async fn authorize(
     headers: &HeaderMap,
     cert: Option<&ClientCertificate>,
 ) -> Result<(Client, String), RegisterError> {
+    if !state.registration.is_open() {
+        return Err(RegisterError::Closed);
+    }
     let refused = || {
         RegisterError::Unauthorized(
             "the registration access token is not valid for this client".into(),

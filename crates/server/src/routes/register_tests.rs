@@ -812,3 +812,57 @@ async fn an_oauth_directory_needs_no_certificate() {
         "https://as.example/register"
     );
 }
+
+#[tokio::test]
+async fn a_statement_is_spent_only_by_a_registration_that_passes_every_rule() {
+    let d = dcr(with_directory).await;
+    let cert = d.ca.issue_for_software("Example TPP", SOFTWARE);
+    // Refused for its metadata (an operator-only field, a rule of the FAPI profile): the same
+    // statement still registers once the request is corrected.
+    let statement = sign(&d, &claims(&d));
+    let mut operator = fapi_body(&statement);
+    operator["profile"] = json!("oauth");
+    register(&d, &operator, Some(&cert)).await.refused(
+        StatusCode::BAD_REQUEST,
+        "invalid_client_metadata",
+        "profile",
+    );
+    let mut secret = fapi_body(&statement);
+    secret["token_endpoint_auth_method"] = json!("client_secret_basic");
+    register(&d, &secret, Some(&cert)).await.refused(
+        StatusCode::BAD_REQUEST,
+        "invalid_client_metadata",
+        "client_secret_basic",
+    );
+    let created = register(&d, &fapi_body(&statement), Some(&cert)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+
+    // A statement without a jti is single-use too, by its hash.
+    let mut no_jti = claims(&d);
+    no_jti.remove("jti");
+    let statement = sign(&d, &no_jti);
+    let first = register(&d, &fapi_body(&statement), Some(&cert)).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    register(&d, &fapi_body(&statement), Some(&cert))
+        .await
+        .refused(
+            StatusCode::BAD_REQUEST,
+            "invalid_software_statement",
+            "used before",
+        );
+}
+
+#[tokio::test]
+async fn the_client_configuration_endpoint_is_closed_with_registration() {
+    let d = dcr(|_, _| {}).await;
+    let answer = call(
+        &d.h,
+        Method::GET,
+        "/register/AAAAAAAAAAAAAAAAAAAAAA",
+        None,
+        Some("anything"),
+        None,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.body);
+}
