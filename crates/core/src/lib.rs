@@ -8,6 +8,7 @@ pub mod audit;
 pub mod client;
 pub mod clock;
 pub mod dpop;
+pub mod dpop_nonce;
 pub mod error;
 pub mod keys;
 pub mod password;

@@ -69,6 +69,8 @@ pub struct AppState {
     pub client_auth: Arc<ClientAuthenticator>,
     /// Password hashing.
     pub passwords: Arc<PasswordService>,
+    /// DPoP nonces, when `dpop.require_nonce` is set.
+    pub dpop_nonces: Option<Arc<portcullis_core::dpop_nonce::DpopNonces>>,
     /// The resource servers `/token` reads, cached per replica.
     pub resources: Arc<crate::resources::ResourceCache>,
     /// Dynamic client registration's admission rules.
@@ -76,6 +78,20 @@ pub struct AppState {
     /// The test-only clock control.
     #[cfg(feature = "test-hooks")]
     pub test_clock: Arc<portcullis_core::OffsetClock>,
+}
+
+/// The DPoP nonces `config` asks for, keyed by a key derived from the KEK so every replica agrees.
+#[must_use]
+pub fn dpop_nonces(
+    config: &Config,
+    kek: &KeyEncryptionKey,
+) -> Option<Arc<portcullis_core::dpop_nonce::DpopNonces>> {
+    config.dpop.require_nonce.then(|| {
+        Arc::new(portcullis_core::dpop_nonce::DpopNonces::new(
+            &kek.derive_key("dpop-nonce"),
+            config.dpop.nonce_window_secs,
+        ))
+    })
 }
 
 /// Headers whose values never reach a log (DESIGN.md, Secrets).

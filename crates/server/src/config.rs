@@ -67,6 +67,8 @@ pub struct Config {
     pub client_auth: crate::client_auth::ClientAuthConfig,
     /// Access tokens.
     pub tokens: TokensConfig,
+    /// DPoP proofs (RFC 9449).
+    pub dpop: DpopConfig,
     /// Dynamic client registration (RFC 7591/7592); closed unless configured.
     pub registration: crate::registration::RegistrationConfig,
 }
@@ -89,6 +91,7 @@ impl Default for Config {
             client_jwks: ClientJwksConfig::default(),
             client_auth: crate::client_auth::ClientAuthConfig::default(),
             tokens: TokensConfig::default(),
+            dpop: DpopConfig::default(),
             registration: crate::registration::RegistrationConfig::default(),
         }
     }
@@ -404,6 +407,27 @@ impl Default for TokensConfig {
     }
 }
 
+/// DPoP proofs (RFC 9449).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DpopConfig {
+    /// Require a server-provided nonce in every proof (RFC 9449 §8 at `/token`, §9 at the admin
+    /// API): a proof made in advance stops working within two nonce windows.
+    pub require_nonce: bool,
+    /// How long a nonce window lasts, in seconds (10 to 600); a nonce is good for its window and
+    /// the next.
+    pub nonce_window_secs: u32,
+}
+
+impl Default for DpopConfig {
+    fn default() -> Self {
+        Self {
+            require_nonce: false,
+            nonce_window_secs: 60,
+        }
+    }
+}
+
 /// Log output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -637,6 +661,12 @@ impl Config {
             return Err(ConfigError::new(
                 "tokens.access_token_lifetime_secs",
                 "must be 60 to 3600",
+            ));
+        }
+        if !(10..=600).contains(&self.dpop.nonce_window_secs) {
+            return Err(ConfigError::new(
+                "dpop.nonce_window_secs",
+                "must be 10 to 600",
             ));
         }
         if self.tokens.resource_cache_secs > 60 {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use http::HeaderMap;
 use portcullis_core::access_token::Confirmation;
 use portcullis_core::dpop::{self, DpopPolicy, DpopProof, DpopRequest};
+use portcullis_core::dpop_nonce::DpopNonces;
 use portcullis_core::error::{ErrorCode, OAuthError};
 use portcullis_core::store::{FirstUse, ReplayKey, ReplayKind, Store};
 use time::OffsetDateTime;
@@ -30,6 +31,8 @@ pub struct Possession<'a> {
     pub url: &'a str,
     /// The client certificate, if any.
     pub certificate: Option<&'a ClientCertificate>,
+    /// The server's DPoP nonces, when it requires them.
+    pub nonces: Option<&'a DpopNonces>,
 }
 
 /// Why a proof of possession failed: the protocol error, or a store failure.
@@ -79,12 +82,13 @@ pub async fn check_dpop(
     now: OffsetDateTime,
 ) -> Result<DpopProof, PossessionError> {
     let headers = dpop_headers(possession.headers)?;
+    let accepted = possession.nonces.map(|n| n.accepted(now));
     let request = DpopRequest {
         headers: &headers,
         method: possession.method,
         url: possession.url,
         access_token,
-        accepted_nonces: None,
+        accepted_nonces: accepted.as_ref().map(|a| a.as_slice()),
     };
     let proof = dpop::validate(&request, &DpopPolicy::default(), now)
         .map_err(|e| PossessionError::Refused(e.into()))?;

@@ -231,6 +231,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         PasswordParams::default(),
         rng.clone(),
     ));
+    let dpop_nonces = crate::app::dpop_nonces(&config, &kek);
     let state = AppState {
         config: config.clone(),
         urls: Arc::new(Urls {
@@ -245,6 +246,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         kek,
         client_auth,
         passwords,
+        dpop_nonces,
         resources,
         registration,
         #[cfg(feature = "test-hooks")]

@@ -97,6 +97,19 @@ impl KeyEncryptionKey {
         hex(&self.id)
     }
 
+    /// A key for another purpose, derived from this KEK (HMAC-SHA256 of the label, HKDF-Expand
+    /// style): every replica with the same KEK derives the same key, and it reveals nothing of
+    /// the KEK. Used for keys that must be shared across replicas but never stored, such as the
+    /// DPoP nonce key.
+    #[must_use]
+    pub fn derive_key(&self, label: &str) -> Zeroizing<[u8; 32]> {
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, self.bytes.as_ref());
+        let tag = aws_lc_rs::hmac::sign(&key, format!("portcullis/derive/{label}").as_bytes());
+        let mut derived = Zeroizing::new([0u8; 32]);
+        derived.copy_from_slice(tag.as_ref());
+        derived
+    }
+
     fn aead(&self) -> Result<LessSafeKey, KekError> {
         UnboundKey::new(&AES_256_GCM, self.bytes.as_ref())
             .map(LessSafeKey::new)

@@ -85,6 +85,7 @@ pub(crate) async fn harness_with(edit: impl FnOnce(&mut Config)) -> Harness {
         dyn_clock.clone(),
         config.tokens.resource_cache_secs,
     ));
+    let dpop_nonces = crate::app::dpop_nonces(&config, &kek);
     let state = AppState {
         config: Arc::new(config.clone()),
         urls: Arc::new(Urls {
@@ -98,6 +99,7 @@ pub(crate) async fn harness_with(edit: impl FnOnce(&mut Config)) -> Harness {
         rng: rng.clone(),
         kek: kek.clone(),
         client_auth,
+        dpop_nonces,
         resources,
         registration,
         passwords: Arc::new(crate::passwords::PasswordService::new(

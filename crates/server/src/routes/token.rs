@@ -299,6 +299,7 @@ async fn client_credentials(
         method: "POST",
         url: &url,
         certificate,
+        nonces: state.dpop_nonces.as_deref(),
     };
     let confirmation = sender::token_binding(
         &state.store,
@@ -308,7 +309,17 @@ async fn client_credentials(
         now,
     )
     .await
-    .map_err(from_possession)?;
+    .map_err(|e| {
+        let response = from_possession(e);
+        // RFC 9449 §8: a proof without a current nonce is answered with one to use.
+        match (&state.dpop_nonces, response.error.error) {
+            (Some(nonces), ErrorCode::UseDpopNonce) => ErrorResponse {
+                dpop_nonce: Some(nonces.current(now)),
+                ..response
+            },
+            _ => response,
+        }
+    })?;
 
     let lifetime_secs = client
         .client
@@ -351,5 +362,13 @@ async fn client_credentials(
     response
         .headers_mut()
         .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    // RFC 9449 §8.2: a fresh nonce with every answer, so the client never needs a failed request.
+    if let Some(nonce) = state
+        .dpop_nonces
+        .as_ref()
+        .and_then(|n| HeaderValue::from_str(&n.current(now)).ok())
+    {
+        response.headers_mut().insert("dpop-nonce", nonce);
+    }
     Ok(response)
 }

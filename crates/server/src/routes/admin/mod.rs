@@ -53,6 +53,8 @@ pub enum AdminError {
     Conflict(String),
     /// 500; the cause is logged, never sent.
     Internal,
+    /// 401 `use_dpop_nonce` with the nonce to use (RFC 9449 §9).
+    UseDpopNonce(String),
 }
 
 /// The body of every admin API error.
@@ -91,6 +93,7 @@ impl From<OAuthError> for AdminError {
 
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
+        let mut nonce = None;
         let (status, error, description, challenge) = match self {
             AdminError::Protocol(e, challenge) => (
                 match e.error {
@@ -113,6 +116,20 @@ impl IntoResponse for AdminError {
                 "the server could not complete the request".into(),
                 None,
             ),
+            AdminError::UseDpopNonce(fresh) => {
+                nonce = Some(fresh);
+                let description =
+                    "a DPoP proof with the server's current nonce is required (RFC 9449 §9)";
+                (
+                    StatusCode::UNAUTHORIZED,
+                    ErrorCode::UseDpopNonce.as_str().to_owned(),
+                    description.to_owned(),
+                    Some(format!(
+                        "DPoP error=\"use_dpop_nonce\", error_description={}",
+                        quote(description)
+                    )),
+                )
+            }
         };
         let mut response = (
             status,
@@ -129,6 +146,9 @@ impl IntoResponse for AdminError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, value);
+        }
+        if let Some(value) = nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
+            response.headers_mut().insert("dpop-nonce", value);
         }
         response
     }
@@ -277,10 +297,20 @@ impl FromRequestParts<AppState> for AdminCaller {
                     method: parts.method.as_str(),
                     url: &url,
                     certificate: certificate.as_deref(),
+                    nonces: state.dpop_nonces.as_deref(),
                 };
                 let proof = sender::check_dpop(&state.store, &possession, Some(token), now)
                     .await
                     .map_err(|e| match e {
+                        PossessionError::Refused(e) if e.error == ErrorCode::UseDpopNonce => {
+                            AdminError::UseDpopNonce(
+                                state
+                                    .dpop_nonces
+                                    .as_ref()
+                                    .map(|n| n.current(now))
+                                    .unwrap_or_default(),
+                            )
+                        }
                         PossessionError::Refused(e) => AdminError::Protocol(
                             OAuthError::new(
                                 ErrorCode::InvalidDpopProof,

@@ -368,3 +368,134 @@ async fn admin_scope_without_the_operators_grant_is_invalid_scope() {
             "the client may not ask for admin:clients",
         );
 }
+
+/// A DPoP proof for `/token` carrying `nonce`.
+fn dpop_proof_with_nonce(h: &Harness, key: &SigningKey, nonce: &str) -> String {
+    let header = json!({ "typ": "dpop+jwt", "jwk": public_jwk(key) });
+    let claims = json!({
+        "jti": unique("dpop"), "htm": "POST", "htu": TOKEN_URL, "iat": now(h), "nonce": nonce
+    });
+    key.sign_jwt_with_header(header.as_object().unwrap(), claims.as_object().unwrap())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn rfc_9449_8_server_nonces_when_required() {
+    let h = crate::routes::tests::harness_with(|config| config.dpop.require_nonce = true).await;
+    serve_accounts(&h).await;
+    let tpp = private_key_jwt_client(&h).await;
+    let key = dpop_key();
+
+    // No nonce: use_dpop_nonce, with one to use.
+    let refused = send(
+        &h,
+        token_request(
+            &with_assertion(&tpp.assertion(&h), &[]),
+            &[("dpop", &dpop_proof(&h, &key))],
+        ),
+    )
+    .await;
+    refused.refused(StatusCode::BAD_REQUEST, "use_dpop_nonce", "nonce");
+    let nonce = refused.headers["dpop-nonce"].to_str().unwrap().to_owned();
+
+    // With it: a token, and the next nonce alongside.
+    let issued = send(
+        &h,
+        token_request(
+            &with_assertion(&tpp.assertion(&h), &[]),
+            &[("dpop", &dpop_proof_with_nonce(&h, &key, &nonce))],
+        ),
+    )
+    .await;
+    assert!(issued.headers.contains_key("dpop-nonce"));
+    issued.issued("DPoP", "accounts");
+
+    // A made-up nonce, and the old one two windows later, are refused.
+    send(
+        &h,
+        token_request(
+            &with_assertion(&tpp.assertion(&h), &[]),
+            &[("dpop", &dpop_proof_with_nonce(&h, &key, "made-up"))],
+        ),
+    )
+    .await
+    .refused(StatusCode::BAD_REQUEST, "use_dpop_nonce", "nonce");
+    h.clock.advance(time::Duration::seconds(120));
+    let stale = send(
+        &h,
+        token_request(
+            &with_assertion(&tpp.assertion(&h), &[]),
+            &[("dpop", &dpop_proof_with_nonce(&h, &key, &nonce))],
+        ),
+    )
+    .await;
+    stale.refused(StatusCode::BAD_REQUEST, "use_dpop_nonce", "nonce");
+    assert_ne!(stale.headers["dpop-nonce"].to_str().unwrap(), nonce);
+}
+
+#[tokio::test]
+async fn rfc_9449_9_the_admin_api_asks_for_a_nonce_too() {
+    let h = crate::routes::tests::harness_with(|config| config.dpop.require_nonce = true).await;
+    let settings = ClientSettings {
+        admin_scopes: vec!["admin:clients".into()],
+        ..ClientSettings::default()
+    };
+    let tpp = private_key_jwt_client_with(&h, ClientProfile::Fapi2, settings).await;
+    let key = dpop_key();
+    let nonce = send(
+        &h,
+        token_request(
+            &with_assertion(&tpp.assertion(&h), &[("scope", "admin:clients")]),
+            &[("dpop", &dpop_proof(&h, &key))],
+        ),
+    )
+    .await
+    .headers["dpop-nonce"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let answer = send(
+        &h,
+        token_request(
+            &with_assertion(&tpp.assertion(&h), &[("scope", "admin:clients")]),
+            &[("dpop", &dpop_proof_with_nonce(&h, &key, &nonce))],
+        ),
+    )
+    .await;
+    let token = answer.issued("DPoP", "admin:clients");
+
+    let url = "https://as.example/admin/v1/clients";
+    let call = |proof: String| {
+        Request::get("/admin/v1/clients")
+            .header(header::AUTHORIZATION, format!("DPoP {token}"))
+            .header("dpop", proof)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let ath = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        token.as_bytes(),
+    ));
+    let proof = |nonce: Option<&str>| {
+        let header = json!({ "typ": "dpop+jwt", "jwk": public_jwk(&key) });
+        let mut claims = json!({
+            "jti": unique("dpop"), "htm": "GET", "htu": url, "iat": now(&h), "ath": ath
+        });
+        if let Some(nonce) = nonce {
+            claims["nonce"] = json!(nonce);
+        }
+        key.sign_jwt_with_header(header.as_object().unwrap(), claims.as_object().unwrap())
+            .unwrap()
+    };
+    let refused = send(&h, call(proof(None))).await;
+    refused.refused(StatusCode::UNAUTHORIZED, "use_dpop_nonce", "nonce");
+    assert!(
+        refused.headers[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .starts_with("DPoP error=\"use_dpop_nonce\"")
+    );
+    let fresh = refused.headers["dpop-nonce"].to_str().unwrap().to_owned();
+    let listed = send(&h, call(proof(Some(&fresh)))).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+}
