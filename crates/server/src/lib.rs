@@ -7,6 +7,7 @@ pub mod client_auth;
 pub mod config;
 pub mod form;
 pub mod fs;
+pub mod housekeeping;
 pub mod jwks_fetch;
 pub mod keys;
 pub mod metrics;

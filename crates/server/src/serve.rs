@@ -252,6 +252,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         #[cfg(feature = "test-hooks")]
         test_clock,
     };
+    let upkeep = (state.store.clone(), state.clock.clone());
     let router = app::router(state);
 
     let limits = ConnectionLimits {
@@ -282,6 +283,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             stop.clone(),
         ));
     }
+
+    tasks.spawn(crate::housekeeping::run(upkeep.0, upkeep.1, stop.clone()));
 
     let metrics_addr = if config.metrics.enabled {
         let tcp = bind("metrics.listen", config.metrics.listen).await?;

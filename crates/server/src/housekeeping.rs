@@ -1,0 +1,100 @@
+//! Background upkeep of a running server: the replay cache (client assertion, DPoP proof and
+//! software statement identifiers) keeps each entry only while the thing it guards could still be
+//! accepted, and is purged here so that it stays the size of a few minutes of traffic. Every
+//! replica runs it; the deletes are idempotent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_core::Clock;
+use portcullis_core::store::{Store, StoreError};
+use tokio::sync::watch;
+
+/// How often expired replay entries are deleted.
+pub const PURGE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Deletes the replay entries that have expired; returns how many.
+///
+/// # Errors
+/// [`StoreError`] on database failure.
+pub async fn purge(store: &dyn Store, clock: &dyn Clock) -> Result<u64, StoreError> {
+    store.replay().purge_expired(clock.now()).await
+}
+
+/// Purges every [`PURGE_INTERVAL`] until `stop` turns true. Failures are logged and retried at
+/// the next tick: a replay cache that grows for a while is harmless, a stopped server is not.
+pub async fn run(store: Arc<dyn Store>, clock: Arc<dyn Clock>, mut stop: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(PURGE_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => match purge(store.as_ref(), clock.as_ref()).await {
+                Ok(0) => {}
+                Ok(purged) => tracing::debug!(purged, "expired replay entries deleted"),
+                Err(error) => tracing::warn!(%error, "could not purge the replay cache"),
+            },
+            () = async {
+                let _ = stop.wait_for(|s| *s).await;
+            } => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_core::ManualClock;
+    use portcullis_core::store::{FirstUse, ReplayKey, ReplayKind};
+    use time::{Duration as TimeDuration, OffsetDateTime};
+
+    #[tokio::test]
+    async fn purge_deletes_only_what_has_expired_and_run_stops_when_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = portcullis_store::connect_and_migrate(
+            &format!("sqlite:{}", dir.path().join("t.db").display()),
+            &portcullis_store::PoolOptions::default(),
+        )
+        .await
+        .unwrap();
+        let clock = Arc::new(ManualClock::new(
+            OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap(),
+        ));
+        let now = clock.now();
+        for (id, lifetime) in [("short", 10), ("long", 600)] {
+            let key = ReplayKey {
+                kind: ReplayKind::DpopProof,
+                issuer: "jkt",
+                id,
+            };
+            let first = store
+                .replay()
+                .record(key, now + TimeDuration::seconds(lifetime), now)
+                .await
+                .unwrap();
+            assert_eq!(first, FirstUse::First);
+        }
+        assert_eq!(purge(store.as_ref(), clock.as_ref()).await.unwrap(), 0);
+        clock.advance(TimeDuration::seconds(11));
+        assert_eq!(purge(store.as_ref(), clock.as_ref()).await.unwrap(), 1);
+        // The unexpired entry still guards its identifier.
+        let again = store
+            .replay()
+            .record(
+                ReplayKey {
+                    kind: ReplayKind::DpopProof,
+                    issuer: "jkt",
+                    id: "long",
+                },
+                clock.now() + TimeDuration::seconds(600),
+                clock.now(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(again, FirstUse::Replayed);
+
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run(store.clone(), clock.clone(), stopped));
+        stop.send(true).unwrap();
+        task.await.unwrap();
+    }
+}
