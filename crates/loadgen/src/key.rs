@@ -1,0 +1,167 @@
+//! The client's side of each token request: the `private_key_jwt` client assertion (RFC 7523)
+//! and the DPoP proof (RFC 9449), both signed afresh with a unique `jti` for every request, so
+//! that the server has to verify two signatures and record two single-use `jti`s each time.
+//!
+//! Signing uses `jsonwebtoken` over aws-lc-rs, the same independent JOSE stack as the end-to-end
+//! tests (`tests/e2e/oauth.rs`), not the server's own.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail, ensure};
+use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+/// How long an assertion is valid: the server accepts at most 600 s ahead.
+const ASSERTION_LIFETIME_SECS: u64 = 60;
+
+/// The ES256 key of a client, loaded from the private JWK that `portcullis admin bootstrap`
+/// writes, with the two headers it signs under prepared once.
+pub struct ClientKey {
+    key: EncodingKey,
+    /// The assertion's header: ES256 and the JWK's `kid`, if it has one.
+    assertion_header: Header,
+    /// The proof's header: `typ` `dpop+jwt`, ES256 and the public JWK (without `kid`).
+    proof_header: Header,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for ClientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The private key stays out of any output.
+        f.debug_struct("ClientKey")
+            .field("kid", &self.assertion_header.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientKey {
+    /// Reads a private EC P-256 JWK (`kty` EC, `crv` P-256, `d`, `x`, `y`, optional `kid`).
+    ///
+    /// # Errors
+    /// When the file cannot be read, is not such a JWK, or its members do not form a key pair.
+    pub fn from_jwk_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let jwk: Value = serde_json::from_slice(&text)
+            .with_context(|| format!("{} is not JSON", path.display()))?;
+        Self::from_private_jwk(&jwk).with_context(|| format!("the key in {}", path.display()))
+    }
+
+    /// The key of a private EC P-256 JWK.
+    ///
+    /// # Errors
+    /// When it is not an EC P-256 private JWK or its members do not form a key pair.
+    pub fn from_private_jwk(jwk: &Value) -> anyhow::Result<Self> {
+        let kty = jwk.get("kty").and_then(Value::as_str);
+        let crv = jwk.get("crv").and_then(Value::as_str);
+        if (kty, crv) != (Some("EC"), Some("P-256")) {
+            bail!(
+                "only EC P-256 keys (ES256) are supported, got kty {kty:?} crv {crv:?}; \
+                 bootstrap the client with --alg ES256"
+            );
+        }
+        let member = |name: &str| -> anyhow::Result<Vec<u8>> {
+            let text = jwk
+                .get(name)
+                .and_then(Value::as_str)
+                .with_context(|| format!("the JWK has no {name}"))?;
+            URL_SAFE_NO_PAD
+                .decode(text)
+                .with_context(|| format!("the JWK's {name} is not base64url"))
+        };
+        let mut point = vec![0x04];
+        point.extend(member("x")?);
+        point.extend(member("y")?);
+        let pair = EcdsaKeyPair::from_private_key_and_public_key(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            &member("d")?,
+            &point,
+        )
+        .map_err(|e| anyhow::anyhow!("d, x and y are not a P-256 key pair: {e}"))?;
+        let der = pair
+            .to_pkcs8v1()
+            .map_err(|e| anyhow::anyhow!("cannot encode the key as PKCS#8: {e}"))?;
+        let key = EncodingKey::from_ec_der(der.as_ref());
+
+        let kid = jwk.get("kid").and_then(Value::as_str).map(str::to_owned);
+        let mut assertion_header = Header::new(Algorithm::ES256);
+        assertion_header.kid.clone_from(&kid);
+
+        // RFC 9449 §4.2: the proof's header carries the public key; no private member may be in it.
+        let public: Jwk = Jwk::from_encoding_key(&key, Algorithm::ES256)
+            .context("cannot derive the public JWK")?;
+        ensure!(
+            serde_json::to_value(&public)?.get("d").is_none(),
+            "the public JWK carries a private member"
+        );
+        let mut proof_header = Header::new(Algorithm::ES256);
+        proof_header.typ = Some("dpop+jwt".into());
+        proof_header.jwk = Some(public);
+
+        Ok(Self {
+            key,
+            assertion_header,
+            proof_header,
+            rng: SystemRandom::new(),
+        })
+    }
+
+    /// A fresh random identifier (128 bits, base64url), for `jti`s.
+    fn random_id(&self) -> anyhow::Result<String> {
+        let mut bytes = [0_u8; 16];
+        self.rng
+            .fill(&mut bytes)
+            .map_err(|_| anyhow::anyhow!("the system RNG failed"))?;
+        Ok(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// A client assertion (RFC 7523 §3) for `client_id`, addressed to `audience` (for FAPI 2.0:
+    /// exactly the issuer), valid for a minute from now, with a fresh `jti`.
+    ///
+    /// # Errors
+    /// When the RNG or signing fails.
+    pub fn assertion(&self, client_id: &str, audience: &str) -> anyhow::Result<String> {
+        let now = unix_now();
+        let claims = json!({
+            "iss": client_id,
+            "sub": client_id,
+            "aud": audience,
+            "jti": self.random_id()?,
+            "iat": now,
+            "exp": now + ASSERTION_LIFETIME_SECS,
+        });
+        jsonwebtoken::encode(&self.assertion_header, &claims, &self.key)
+            .context("signing the client assertion")
+    }
+
+    /// A DPoP proof (RFC 9449 §4.2) for `POST url`, issued now with a fresh `jti`, and carrying
+    /// `nonce` when the server asked for one (RFC 9449 §8).
+    ///
+    /// # Errors
+    /// When the RNG or signing fails.
+    pub fn dpop_proof(&self, url: &str, nonce: Option<&str>) -> anyhow::Result<String> {
+        let mut claims = serde_json::Map::new();
+        claims.insert("jti".into(), self.random_id()?.into());
+        claims.insert("htm".into(), "POST".into());
+        claims.insert("htu".into(), url.into());
+        claims.insert("iat".into(), unix_now().into());
+        if let Some(nonce) = nonce {
+            claims.insert("nonce".into(), nonce.into());
+        }
+        jsonwebtoken::encode(&self.proof_header, &claims, &self.key)
+            .context("signing the DPoP proof")
+    }
+}
+
+/// Seconds since the Unix epoch by this machine's clock, which the server on the same machine
+/// shares.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
