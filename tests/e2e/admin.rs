@@ -8,6 +8,7 @@
 mod admin_tokens;
 mod client_auth;
 mod openapi;
+mod round_trips;
 mod users;
 
 use std::collections::BTreeSet;

@@ -421,6 +421,26 @@ impl KeyService {
         }
     }
 
+    /// Reads the keys now, after a change made on this replica (a rotation through the admin API):
+    /// its `/jwks` publishes the new keys at once; other replicas see them within
+    /// `keys.refresh_interval_secs`, long before they sign.
+    pub async fn reload(&self) {
+        let _guard = self.reload.lock().await;
+        match Self::read(
+            self.store.as_ref(),
+            &self.kek,
+            self.clock.as_ref(),
+            self.timing,
+        )
+        .await
+        {
+            Ok(fresh) => self.snapshot.store(Arc::new(fresh)),
+            Err(e) => {
+                tracing::error!(error = %e, "reloading signing keys failed; serving the previous set");
+            }
+        }
+    }
+
     /// The published keys now: next, active and retired ones (SP 5.4.2: `kid`s are unique).
     pub async fn jwks(&self) -> Jwks {
         let snapshot = self.current().await;

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{AdminCaller, AdminError, ErrorBody, Listing, Page};
+use super::{AdminCaller, AdminError, ErrorBody, JsonBody, Listing, Page};
 use crate::app::AppState;
 use crate::registry::{self, ClientUpdate, RegistryError};
 
@@ -83,7 +83,7 @@ async fn list_clients(
 async fn create_client(
     State(state): State<AppState>,
     caller: AdminCaller,
-    Json(body): Json<Value>,
+    JsonBody(body): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<Map<String, Value>>), AdminError> {
     caller.require(SCOPE)?;
     let (metadata, profile, settings) = registry::operator_request(object(body)?)?;
@@ -138,7 +138,7 @@ async fn replace_client(
     State(state): State<AppState>,
     caller: AdminCaller,
     Path(id): Path<String>,
-    Json(body): Json<Value>,
+    JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<Map<String, Value>>, AdminError> {
     caller.require(SCOPE)?;
     let mut body = object(body)?;

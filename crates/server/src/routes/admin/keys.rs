@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{AdminCaller, AdminError, ErrorBody};
+use super::{AdminCaller, AdminError, ErrorBody, JsonBody};
 use crate::app::AppState;
 use crate::keys;
 
@@ -88,10 +88,10 @@ async fn list_keys(
 async fn rotate_keys(
     State(state): State<AppState>,
     caller: AdminCaller,
-    body: Option<Json<RotateRequest>>,
+    body: Option<JsonBody<RotateRequest>>,
 ) -> Result<Json<Vec<KeyView>>, AdminError> {
     caller.require(SCOPE)?;
-    let request = body.map(|Json(r)| r).unwrap_or_default();
+    let request = body.map(|JsonBody(r)| r).unwrap_or_default();
     let algs = if request.algs.is_empty() {
         state.config.keys.algorithms.clone()
     } else {
@@ -117,6 +117,7 @@ async fn rotate_keys(
     )
     .await
     .map_err(|e| AdminError::internal("key rotation", &e))?;
+    state.keys.reload().await;
     let now = state.clock.now();
     let views: Vec<KeyView> = added
         .iter()

@@ -402,6 +402,94 @@ impl Page {
     }
 }
 
+/// A request body that must be a JSON object (`Content-Type: application/json`) with the members
+/// of `T`. Anything else is a 400 `invalid_request` in the admin API's error format, never the
+/// framework's plain-text 415/422.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+fn invalid_body(description: impl Into<String>) -> AdminError {
+    AdminError::Protocol(
+        OAuthError::new(ErrorCode::InvalidRequest, description),
+        None,
+    )
+}
+
+fn is_json(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
+}
+
+async fn read_body(request: axum::extract::Request) -> Result<axum::body::Bytes, AdminError> {
+    axum::body::to_bytes(request.into_body(), usize::MAX)
+        .await
+        .map_err(|_| {
+            invalid_body("the body could not be read (larger than limits.max_body_bytes?)")
+        })
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        invalid_body(format!(
+            "the body is not JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    if !value.is_object() {
+        return Err(invalid_body("the body must be a JSON object"));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| invalid_body(format!("the body does not have the expected members: {e}")))
+}
+
+impl<S, T> axum::extract::FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = AdminError;
+
+    async fn from_request(request: axum::extract::Request, _: &S) -> Result<Self, AdminError> {
+        if !is_json(request.headers()) {
+            return Err(invalid_body(
+                "the body must be a JSON object sent with Content-Type: application/json",
+            ));
+        }
+        let bytes = read_body(request).await?;
+        parse_body(&bytes).map(JsonBody)
+    }
+}
+
+impl<S, T> axum::extract::OptionalFromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = AdminError;
+
+    /// No body at all is `None`; a body must be a JSON object as for [`JsonBody`].
+    async fn from_request(
+        request: axum::extract::Request,
+        _: &S,
+    ) -> Result<Option<Self>, AdminError> {
+        let json = is_json(request.headers());
+        let bytes = read_body(request).await?;
+        if bytes.is_empty() && !json {
+            return Ok(None);
+        }
+        if !json {
+            return Err(invalid_body(
+                "the body must be a JSON object sent with Content-Type: application/json",
+            ));
+        }
+        parse_body(&bytes).map(|t| Some(JsonBody(t)))
+    }
+}
+
 /// A page of items.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Listing {

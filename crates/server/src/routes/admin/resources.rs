@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{AdminCaller, AdminError, ErrorBody, Listing, Page};
+use super::{AdminCaller, AdminError, ErrorBody, JsonBody, Listing, Page};
 use crate::app::AppState;
 
 const SCOPE: &str = "admin:resources";
@@ -118,7 +118,7 @@ async fn list_resources(
 async fn create_resource(
     State(state): State<AppState>,
     caller: AdminCaller,
-    Json(body): Json<Value>,
+    JsonBody(body): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<Map<String, Value>>), AdminError> {
     caller.require(SCOPE)?;
     let mut body = object(body)?;
@@ -204,7 +204,7 @@ async fn replace_resource(
     State(state): State<AppState>,
     caller: AdminCaller,
     Path(resource): Path<String>,
-    Json(body): Json<Value>,
+    JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<Map<String, Value>>, AdminError> {
     caller.require(SCOPE)?;
     let mut body = object(body)?;

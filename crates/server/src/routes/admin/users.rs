@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::{AdminCaller, AdminError, ErrorBody, Listing, Page};
+use super::{AdminCaller, AdminError, ErrorBody, JsonBody, Listing, Page};
 use crate::app::AppState;
 use crate::users::{self, UserError};
 
@@ -124,7 +124,7 @@ async fn list_users(
 async fn create_user(
     State(state): State<AppState>,
     caller: AdminCaller,
-    Json(body): Json<NewUser>,
+    JsonBody(body): JsonBody<NewUser>,
 ) -> Result<(StatusCode, Json<Map<String, Value>>), AdminError> {
     caller.require(SCOPE)?;
     let user = users::create_user(
@@ -166,7 +166,7 @@ async fn update_user(
     State(state): State<AppState>,
     caller: AdminCaller,
     Path(id): Path<String>,
-    Json(body): Json<UserUpdate>,
+    JsonBody(body): JsonBody<UserUpdate>,
 ) -> Result<Json<Map<String, Value>>, AdminError> {
     caller.require(SCOPE)?;
     let user = users::update_claims(
@@ -189,7 +189,7 @@ async fn set_password(
     State(state): State<AppState>,
     caller: AdminCaller,
     Path(id): Path<String>,
-    Json(body): Json<NewPassword>,
+    JsonBody(body): JsonBody<NewPassword>,
 ) -> Result<StatusCode, AdminError> {
     caller.require(SCOPE)?;
     users::set_password(
