@@ -167,14 +167,8 @@ fn timestamp(
     claims: &Map<String, Value>,
     name: &str,
 ) -> Result<Option<OffsetDateTime>, OAuthError> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(v) => v
-            .as_i64()
-            .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
-            .map(Some)
-            .ok_or_else(|| refuse(format!("client assertion {name} is not a NumericDate"))),
-    }
+    crate::claims::numeric_date(claims, name)
+        .map_err(|()| refuse(format!("client assertion {name} is not a NumericDate")))
 }
 
 #[cfg(test)]

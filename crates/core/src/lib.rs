@@ -5,6 +5,7 @@
 pub mod access_token;
 pub mod assertion;
 pub mod audit;
+pub mod claims;
 pub mod client;
 pub mod clock;
 pub mod dpop;

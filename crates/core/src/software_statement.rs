@@ -161,14 +161,8 @@ fn timestamp(
     claims: &Map<String, Value>,
     name: &str,
 ) -> Result<Option<OffsetDateTime>, OAuthError> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(v) => v
-            .as_i64()
-            .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
-            .map(Some)
-            .ok_or_else(|| invalid(format!("software_statement {name} is not a NumericDate"))),
-    }
+    crate::claims::numeric_date(claims, name)
+        .map_err(|()| invalid(format!("software_statement {name} is not a NumericDate")))
 }
 
 /// Statement claims that are client metadata and replace the request's values.

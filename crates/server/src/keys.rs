@@ -401,6 +401,12 @@ impl KeyService {
         if self.clock.now() < snapshot.loaded_at + self.timing.refresh_interval {
             return snapshot;
         }
+        self.read_and_store().await.unwrap_or(snapshot)
+    }
+
+    /// Reads the keys and makes them the snapshot; on failure logs and keeps the previous one.
+    /// The caller holds the reload lock.
+    async fn read_and_store(&self) -> Option<Arc<Snapshot>> {
         match Self::read(
             self.store.as_ref(),
             &self.kek,
@@ -412,11 +418,11 @@ impl KeyService {
             Ok(fresh) => {
                 let fresh = Arc::new(fresh);
                 self.snapshot.store(fresh.clone());
-                fresh
+                Some(fresh)
             }
             Err(e) => {
                 tracing::error!(error = %e, "reloading signing keys failed; serving the previous set");
-                snapshot
+                None
             }
         }
     }
@@ -426,19 +432,7 @@ impl KeyService {
     /// `keys.refresh_interval_secs`, long before they sign.
     pub async fn reload(&self) {
         let _guard = self.reload.lock().await;
-        match Self::read(
-            self.store.as_ref(),
-            &self.kek,
-            self.clock.as_ref(),
-            self.timing,
-        )
-        .await
-        {
-            Ok(fresh) => self.snapshot.store(Arc::new(fresh)),
-            Err(e) => {
-                tracing::error!(error = %e, "reloading signing keys failed; serving the previous set");
-            }
-        }
+        self.read_and_store().await;
     }
 
     /// The published keys now: next, active and retired ones (SP 5.4.2: `kid`s are unique).

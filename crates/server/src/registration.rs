@@ -329,6 +329,10 @@ impl Registrar {
         })
     }
 
+    fn directory(&self, issuer: &str) -> Option<&Directory> {
+        self.directories.iter().find(|d| d.issuer == issuer)
+    }
+
     /// Whether `/register` is open at all.
     #[must_use]
     pub fn is_open(&self) -> bool {
@@ -433,13 +437,9 @@ impl Registrar {
         };
 
         let issuer = software_statement::unverified_issuer(&statement)?;
-        let directory = self
-            .directories
-            .iter()
-            .find(|d| d.issuer == issuer)
-            .ok_or_else(|| {
-                unapproved("the software_statement is not from a directory this server trusts")
-            })?;
+        let directory = self.directory(&issuer).ok_or_else(|| {
+            unapproved("the software_statement is not from a directory this server trusts")
+        })?;
         let verified = self.verify(directory, &statement).await?;
         let software_id = verified.software_id().map(str::to_owned);
 
@@ -527,13 +527,9 @@ impl Registrar {
             .get("iss")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let directory = self
-            .directories
-            .iter()
-            .find(|d| d.issuer == issuer)
-            .ok_or_else(|| {
-                unapproved("the directory this client registered under is no longer trusted")
-            })?;
+        let directory = self.directory(&issuer).ok_or_else(|| {
+            unapproved("the directory this client registered under is no longer trusted")
+        })?;
         self.check_certificate(directory, &claims, certificate)
             .await
     }
