@@ -527,7 +527,7 @@ impl Registrar {
             .get("iss")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let directory = self.directory(&issuer).ok_or_else(|| {
+        let directory = self.directory(issuer).ok_or_else(|| {
             unapproved("the directory this client registered under is no longer trusted")
         })?;
         self.check_certificate(directory, &claims, certificate)
