@@ -48,6 +48,18 @@ pub enum ErrorCode {
     InvalidRequestObject,
     /// RFC 8707 §2: the requested resource is unknown or not allowed.
     InvalidTarget,
+    /// RFC 9396 §5: an `authorization_details` entry is malformed or not allowed.
+    InvalidAuthorizationDetails,
+    /// RFC 9126 §2.2, RFC 9101 §6.2: the `request_uri` is unknown, expired or not the client's.
+    InvalidRequestUri,
+    /// OIDC Core §3.1.2.6: `prompt=none` and the customer is not logged in.
+    LoginRequired,
+    /// OIDC Core §3.1.2.6: `prompt=none` and the customer must interact.
+    InteractionRequired,
+    /// OIDC Core §3.1.2.6: `prompt=none` and consent is needed.
+    ConsentRequired,
+    /// FAPI Grant Management §6: the `grant_id` is unknown or not the client's.
+    InvalidGrantId,
     /// RFC 6749 §4.1.2.1: an unexpected internal condition; details are logged, never sent.
     ServerError,
     /// RFC 6749 §4.1.2.1: the server is temporarily unable to handle the request.
@@ -77,6 +89,12 @@ impl ErrorCode {
             ErrorCode::UseDpopNonce => "use_dpop_nonce",
             ErrorCode::InvalidRequestObject => "invalid_request_object",
             ErrorCode::InvalidTarget => "invalid_target",
+            ErrorCode::InvalidAuthorizationDetails => "invalid_authorization_details",
+            ErrorCode::InvalidRequestUri => "invalid_request_uri",
+            ErrorCode::LoginRequired => "login_required",
+            ErrorCode::InteractionRequired => "interaction_required",
+            ErrorCode::ConsentRequired => "consent_required",
+            ErrorCode::InvalidGrantId => "invalid_grant_id",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
         }

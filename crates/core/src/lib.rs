@@ -5,6 +5,7 @@
 pub mod access_token;
 pub mod assertion;
 pub mod audit;
+pub mod authz;
 pub mod claims;
 pub mod client;
 pub mod clock;

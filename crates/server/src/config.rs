@@ -69,6 +69,8 @@ pub struct Config {
     pub tokens: TokensConfig,
     /// DPoP proofs (RFC 9449).
     pub dpop: DpopConfig,
+    /// The authorization code flow.
+    pub authorization: AuthorizationConfig,
     /// Dynamic client registration (RFC 7591/7592); closed unless configured.
     pub registration: crate::registration::RegistrationConfig,
 }
@@ -92,6 +94,7 @@ impl Default for Config {
             client_auth: crate::client_auth::ClientAuthConfig::default(),
             tokens: TokensConfig::default(),
             dpop: DpopConfig::default(),
+            authorization: AuthorizationConfig::default(),
             registration: crate::registration::RegistrationConfig::default(),
         }
     }
@@ -407,6 +410,23 @@ impl Default for TokensConfig {
     }
 }
 
+/// The authorization code flow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthorizationConfig {
+    /// How long a pushed authorization request can be used, in seconds (RFC 9126 `expires_in`;
+    /// 10 to 599: FAPI2 SP 5.3.2.2-12 wants under 600).
+    pub request_lifetime_secs: u32,
+}
+
+impl Default for AuthorizationConfig {
+    fn default() -> Self {
+        Self {
+            request_lifetime_secs: 90,
+        }
+    }
+}
+
 /// DPoP proofs (RFC 9449).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -661,6 +681,12 @@ impl Config {
             return Err(ConfigError::new(
                 "tokens.access_token_lifetime_secs",
                 "must be 60 to 3600",
+            ));
+        }
+        if !(10..=599).contains(&self.authorization.request_lifetime_secs) {
+            return Err(ConfigError::new(
+                "authorization.request_lifetime_secs",
+                "must be 10 to 599",
             ));
         }
         if !(10..=600).contains(&self.dpop.nonce_window_secs) {

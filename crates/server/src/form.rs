@@ -125,6 +125,21 @@ impl Form {
         self.values.contains_key(name)
     }
 
+    /// Every parameter as JSON: single ones as strings, repeatable ones as arrays of strings, so
+    /// that a form and a request object's claims read the same way.
+    #[must_use]
+    pub fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut map: serde_json::Map<String, serde_json::Value> = self
+            .values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().into()))
+            .collect();
+        for (name, values) in &self.repeated {
+            map.insert(name.clone(), values.clone().into());
+        }
+        map
+    }
+
     /// A parameter that must be present.
     ///
     /// # Errors

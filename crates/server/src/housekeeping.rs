@@ -1,7 +1,8 @@
 //! Background upkeep of a running server: the replay cache (client assertion, DPoP proof and
 //! software statement identifiers) keeps each entry only while the thing it guards could still be
-//! accepted, and is purged here so that it stays the size of a few minutes of traffic. Every
-//! replica runs it; the deletes are idempotent.
+//! accepted, and pushed authorization requests live a minute or two; both are purged here so
+//! that they stay the size of a few minutes of traffic. Every replica runs it; the deletes are
+//! idempotent.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,12 +14,15 @@ use tokio::sync::watch;
 /// How often expired replay entries are deleted.
 pub const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Deletes the replay entries that have expired; returns how many.
+/// Deletes the replay entries and pushed requests that have expired; returns how many.
 ///
 /// # Errors
 /// [`StoreError`] on database failure.
 pub async fn purge(store: &dyn Store, clock: &dyn Clock) -> Result<u64, StoreError> {
-    store.replay().purge_expired(clock.now()).await
+    let now = clock.now();
+    let replay = store.replay().purge_expired(now).await?;
+    let pushed = store.pushed_requests().purge_expired(now).await?;
+    Ok(replay + pushed)
 }
 
 /// Purges every [`PURGE_INTERVAL`] until `stop` turns true. Failures are logged and retried at

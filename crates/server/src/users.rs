@@ -495,6 +495,9 @@ mod tests {
         fn events(&self) -> &dyn SecurityEventStore {
             self
         }
+        fn pushed_requests(&self) -> &dyn portcullis_core::store::PushedRequestStore {
+            self.0.pushed_requests()
+        }
     }
 
     struct Fixture {

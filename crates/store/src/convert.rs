@@ -50,6 +50,17 @@ pub(crate) fn registration_token_hash(
         .transpose()
 }
 
+pub(crate) fn pushed_handle(value: &[u8]) -> Result<SecretHash, StoreError> {
+    SecretHash::from_bytes(value).ok_or_else(|| corrupt("pushed_requests.handle", "not 32 bytes"))
+}
+
+pub(crate) fn pushed_parameters(value: Value) -> Result<Map<String, Value>, StoreError> {
+    match value {
+        Value::Object(members) => Ok(members),
+        _ => Err(corrupt("pushed_requests.parameters", "not a JSON object")),
+    }
+}
+
 pub(crate) fn client_settings(value: Value) -> Result<ClientSettings, StoreError> {
     serde_json::from_value(value).map_err(|e| corrupt("clients.settings", e))
 }

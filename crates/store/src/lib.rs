@@ -32,6 +32,10 @@ macro_rules! aggregate_accessors {
         fn events(&self) -> &dyn portcullis_core::store::SecurityEventStore {
             &self.events
         }
+
+        fn pushed_requests(&self) -> &dyn portcullis_core::store::PushedRequestStore {
+            &self.pushed
+        }
     };
 }
 pub(crate) use aggregate_accessors;

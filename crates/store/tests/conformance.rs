@@ -15,7 +15,7 @@ use portcullis_core::client::settings::{ClientSettings, TokenFormat};
 use portcullis_core::client::{Client, ClientId, ClientProfile};
 use portcullis_core::keys::{KeyEncryptionKey, StoredSigningKey};
 use portcullis_core::resource::{ResourceMetadata, ResourceServer};
-use portcullis_core::store::{FirstUse, ReplayKey, ReplayKind, Store, StoreError};
+use portcullis_core::store::{FirstUse, PushedRequest, ReplayKey, ReplayKind, Store, StoreError};
 use portcullis_core::user::{PasswordHash, User, Username};
 use portcullis_core::{Rng as _, SeededRng};
 use portcullis_jose::SigningAlg;
@@ -67,6 +67,35 @@ fn user(name: &str) -> User {
             .clone(),
         totp_secret_encrypted: None,
         totp_last_step: None,
+    }
+}
+
+fn pushed(handle: &str, client: &Client, created_at: OffsetDateTime) -> PushedRequest {
+    PushedRequest {
+        handle: SecretHash::of(handle),
+        client_id: client.client_id.clone(),
+        parameters: serde_json::json!({
+            "response_type": "code",
+            "client_id": client.client_id.as_str(),
+            "redirect_uri": "https://tpp.example/cb",
+            "scope": "openid accounts",
+            "state": format!("état-{handle}"),
+            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "code_challenge_method": "S256",
+            "max_age": 300,
+            "claims": {"id_token": {"acr": {"essential": true, "values": ["urn:bank:sca"]}}},
+            "authorization_details": [{
+                "type": "payment_initiation",
+                "instructedAmount": {"currency": "EUR", "amount": "123.50"},
+                "creditorName": "Merchant A",
+                "remittanceInformation": null
+            }]
+        })
+        .as_object()
+        .unwrap()
+        .clone(),
+        created_at,
+        expires_at: created_at + Duration::seconds(90),
     }
 }
 
@@ -378,6 +407,8 @@ mod suite {
                     .unwrap()
             })
         });
+        // Spawned all at once, before any is awaited, so that they really race.
+        let attempts: Vec<_> = attempts.collect();
         let mut firsts = 0;
         for attempt in attempts {
             if attempt.await.unwrap() == FirstUse::First {
@@ -474,6 +505,8 @@ mod suite {
             let store = store.clone();
             tokio::spawn(async move { store.users().use_totp_step(bob.id, 5).await.unwrap() })
         });
+        // Spawned all at once, before any is awaited, so that they really race.
+        let attempts: Vec<_> = attempts.collect();
         let mut wins = 0;
         for attempt in attempts {
             wins += usize::from(attempt.await.unwrap());
@@ -532,6 +565,215 @@ mod suite {
             );
         }
         assert_eq!(events.list(0, 10).await.unwrap().len(), 2);
+    }
+
+    /// Microseconds, the precision both backends keep.
+    fn at_micros(seconds: i64) -> OffsetDateTime {
+        at(seconds) + Duration::microseconds(123_456)
+    }
+
+    pub async fn pushed_requests_round_trip_until_they_expire(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        let requests = store.pushed_requests();
+        let request = pushed("uri-1", &tpp, at_micros(0));
+        requests.add(&request).await.unwrap();
+
+        assert_eq!(
+            requests.find(&request.handle, at(0)).await.unwrap(),
+            request
+        );
+        // Reading does not use it up.
+        let just_before = request.expires_at - Duration::microseconds(1);
+        assert_eq!(
+            requests.find(&request.handle, just_before).await.unwrap(),
+            request
+        );
+        // Expired at its expiry instant and after.
+        for now in [request.expires_at, request.expires_at + Duration::hours(1)] {
+            assert!(matches!(
+                requests.find(&request.handle, now).await,
+                Err(StoreError::NotFound)
+            ));
+        }
+        assert!(matches!(
+            requests.find(&SecretHash::of("uri-2"), at(0)).await,
+            Err(StoreError::NotFound)
+        ));
+    }
+
+    pub async fn pushed_request_handles_are_unique_and_name_a_known_client(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        let other = client("tpp-2", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        store.clients().add(&other).await.unwrap();
+        let requests = store.pushed_requests();
+        let request = pushed("uri-1", &tpp, at(0));
+        requests.add(&request).await.unwrap();
+
+        // The same handle again, even from another client with other parameters, is refused.
+        let mut again = pushed("uri-1", &other, at(5));
+        again.parameters.insert("scope".into(), "payments".into());
+        let duplicate = requests.add(&again).await;
+        assert!(
+            matches!(duplicate, Err(StoreError::Conflict(_))),
+            "{duplicate:?}"
+        );
+        assert_eq!(
+            requests.find(&request.handle, at(0)).await.unwrap(),
+            request
+        );
+
+        // A request cannot name a client that does not exist.
+        let stranger = client("nobody", ClientProfile::Fapi2);
+        let orphan = requests.add(&pushed("uri-2", &stranger, at(0))).await;
+        assert!(matches!(orphan, Err(StoreError::Conflict(_))), "{orphan:?}");
+        assert!(matches!(
+            requests.find(&SecretHash::of("uri-2"), at(0)).await,
+            Err(StoreError::NotFound)
+        ));
+    }
+
+    pub async fn a_pushed_request_is_consumed_once_and_only_before_it_expires(
+        store: Arc<dyn Store>,
+    ) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        let requests = store.pushed_requests();
+        let request = pushed("uri-1", &tpp, at_micros(0));
+        requests.add(&request).await.unwrap();
+
+        assert_eq!(
+            requests.consume(&request.handle, at(10)).await.unwrap(),
+            request
+        );
+        assert!(matches!(
+            requests.consume(&request.handle, at(10)).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            requests.find(&request.handle, at(10)).await,
+            Err(StoreError::NotFound)
+        ));
+
+        // An expired request cannot be used, at its expiry instant or after; it stays for the
+        // purge.
+        let late = pushed("uri-2", &tpp, at_micros(0));
+        requests.add(&late).await.unwrap();
+        for now in [late.expires_at, late.expires_at + Duration::seconds(1)] {
+            assert!(matches!(
+                requests.consume(&late.handle, now).await,
+                Err(StoreError::NotFound)
+            ));
+        }
+        assert_eq!(requests.purge_expired(late.expires_at).await.unwrap(), 1);
+        assert!(matches!(
+            requests.consume(&SecretHash::of("uri-3"), at(0)).await,
+            Err(StoreError::NotFound)
+        ));
+    }
+
+    pub async fn pushed_requests_let_exactly_one_of_many_concurrent_consumes_through(
+        store: Arc<dyn Store>,
+    ) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        // Several handles, each raced by 20 consumes, so that a consume that reads and then
+        // deletes has many chances to let a second caller through.
+        let raced: Vec<PushedRequest> = (0..5)
+            .map(|i| pushed(&format!("raced-{i}"), &tpp, at(0)))
+            .collect();
+        for request in &raced {
+            store.pushed_requests().add(request).await.unwrap();
+        }
+
+        // All spawned before any is awaited, so that they run at once.
+        let attempts: Vec<_> = (0..20)
+            .flat_map(|_| raced.iter())
+            .map(|request| {
+                let store = store.clone();
+                let handle = request.handle.clone();
+                tokio::spawn(async move { store.pushed_requests().consume(&handle, at(1)).await })
+            })
+            .collect();
+        let mut wins = Vec::new();
+        for attempt in attempts {
+            match attempt.await.unwrap() {
+                Ok(consumed) => wins.push(consumed),
+                Err(StoreError::NotFound) => {}
+                Err(other) => panic!("a losing consume must be NotFound: {other:?}"),
+            }
+        }
+        wins.sort_by_key(|request| request.parameters["state"].as_str().unwrap().to_owned());
+        assert_eq!(wins, raced, "exactly one consume of each handle wins");
+        for request in &raced {
+            assert!(matches!(
+                store.pushed_requests().find(&request.handle, at(1)).await,
+                Err(StoreError::NotFound)
+            ));
+        }
+    }
+
+    pub async fn pushed_requests_go_with_their_client(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        let other = client("tpp-2", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        store.clients().add(&other).await.unwrap();
+        let requests = store.pushed_requests();
+        let gone = pushed("uri-1", &tpp, at(0));
+        let kept = pushed("uri-2", &other, at(0));
+        requests.add(&gone).await.unwrap();
+        requests.add(&kept).await.unwrap();
+
+        // A pending request does not hold its client: removing the client removes it.
+        store.clients().remove(&tpp.client_id).await.unwrap();
+        assert!(matches!(
+            requests.find(&gone.handle, at(0)).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            requests.consume(&gone.handle, at(0)).await,
+            Err(StoreError::NotFound)
+        ));
+        assert_eq!(requests.find(&kept.handle, at(0)).await.unwrap(), kept);
+        assert_eq!(requests.purge_expired(at(1000)).await.unwrap(), 1);
+    }
+
+    pub async fn pushed_requests_purge_removes_only_expired_ones(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        let requests = store.pushed_requests();
+        // Expiring at 90, 100, 110 and 120 seconds.
+        let all: Vec<PushedRequest> = (0..4)
+            .map(|i| pushed(&format!("uri-{i}"), &tpp, at(i * 10)))
+            .collect();
+        for request in &all {
+            requests.add(request).await.unwrap();
+        }
+
+        assert_eq!(requests.purge_expired(at(0)).await.unwrap(), 0);
+        // Expired at exactly their expiry instant, as `find` sees them.
+        assert_eq!(requests.purge_expired(at(100)).await.unwrap(), 2);
+        for request in &all[..2] {
+            assert!(matches!(
+                requests.consume(&request.handle, at(0)).await,
+                Err(StoreError::NotFound)
+            ));
+        }
+        for request in &all[2..] {
+            assert_eq!(
+                requests.find(&request.handle, at(100)).await.unwrap(),
+                *request
+            );
+        }
+        assert_eq!(requests.purge_expired(at(100)).await.unwrap(), 0);
+        assert_eq!(requests.purge_expired(at(1000)).await.unwrap(), 2);
+        for request in &all {
+            assert!(matches!(
+                requests.find(&request.handle, at(0)).await,
+                Err(StoreError::NotFound)
+            ));
+        }
     }
 
     pub async fn ping_answers(store: Arc<dyn Store>) {
@@ -631,4 +873,10 @@ conformance!(
     a_totp_step_is_accepted_once_and_only_after_enrolment,
     replay_cache_accepts_an_identifier_once_until_it_expires,
     replay_cache_lets_exactly_one_of_many_concurrent_uses_through,
+    pushed_requests_round_trip_until_they_expire,
+    pushed_request_handles_are_unique_and_name_a_known_client,
+    a_pushed_request_is_consumed_once_and_only_before_it_expires,
+    pushed_requests_let_exactly_one_of_many_concurrent_consumes_through,
+    pushed_requests_go_with_their_client,
+    pushed_requests_purge_removes_only_expired_ones,
 );

@@ -15,6 +15,7 @@
 mod clients;
 mod events;
 mod keys;
+mod pushed;
 mod replay;
 mod resources;
 mod users;
@@ -24,6 +25,7 @@ use std::fmt;
 pub use clients::ClientStore;
 pub use events::SecurityEventStore;
 pub use keys::SigningKeyStore;
+pub use pushed::{PushedRequest, PushedRequestStore};
 pub use replay::{FirstUse, ReplayKey, ReplayKind, ReplayStore};
 pub use resources::ResourceServerStore;
 pub use users::UserStore;
@@ -94,4 +96,7 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// The append-only security-event trail.
     fn events(&self) -> &dyn SecurityEventStore;
+
+    /// Pushed authorization requests (RFC 9126).
+    fn pushed_requests(&self) -> &dyn PushedRequestStore;
 }

@@ -13,7 +13,7 @@ use portcullis_jose::SigningAlg;
 
 use crate::app::{AppState, Urls};
 use crate::registration::Registrar;
-use crate::routes::{register, token};
+use crate::routes::{par, register, token};
 
 /// The metadata document.
 #[derive(Debug, Serialize)]
@@ -24,6 +24,14 @@ pub struct Metadata {
     pub jwks_uri: String,
     /// RFC 6749 §3.2.
     pub token_endpoint: String,
+    /// RFC 9126 §5.
+    pub pushed_authorization_request_endpoint: String,
+    /// RFC 9126 §5: every authorization request is pushed (FAPI2 SP 5.3.2.2-2).
+    pub require_pushed_authorization_requests: bool,
+    /// RFC 7636: S256 only (FAPI2 SP 5.3.2.2-5).
+    pub code_challenge_methods_supported: Vec<&'static str>,
+    /// RFC 9396 §10: the types with a schema of their own.
+    pub authorization_details_types_supported: Vec<&'static str>,
     /// The grants `/token` implements so far.
     pub grant_types_supported: Vec<&'static str>,
     /// FAPI2 SP 5.3.2.1-6: the FAPI methods. `oauth`-profile clients registered with
@@ -53,10 +61,21 @@ impl Metadata {
             "token_endpoint".into(),
             urls.mtls_endpoint(token::PATH).into(),
         );
+        aliases.insert(
+            "pushed_authorization_request_endpoint".into(),
+            urls.mtls_endpoint(par::PATH).into(),
+        );
         Self {
             issuer: urls.issuer.clone(),
             jwks_uri: urls.endpoint("/jwks"),
             token_endpoint: urls.endpoint(token::PATH),
+            pushed_authorization_request_endpoint: urls.endpoint(par::PATH),
+            require_pushed_authorization_requests: true,
+            code_challenge_methods_supported: vec!["S256"],
+            authorization_details_types_supported: vec![
+                portcullis_core::authz::details::ACCOUNT_INFORMATION,
+                portcullis_core::authz::details::PAYMENT_INITIATION,
+            ],
             grant_types_supported: vec!["client_credentials"],
             token_endpoint_auth_methods_supported: vec![
                 "private_key_jwt",
@@ -117,12 +136,19 @@ mod tests {
                 "issuer": "https://as.example",
                 "jwks_uri": "https://as.example/jwks",
                 "token_endpoint": "https://as.example/token",
+                "pushed_authorization_request_endpoint": "https://as.example/par",
+                "require_pushed_authorization_requests": true,
+                "code_challenge_methods_supported": ["S256"],
+                "authorization_details_types_supported": ["account_information", "payment_initiation"],
                 "grant_types_supported": ["client_credentials"],
                 "token_endpoint_auth_methods_supported": ["private_key_jwt", "tls_client_auth", "self_signed_tls_client_auth"],
                 "token_endpoint_auth_signing_alg_values_supported": ["PS256", "ES256", "EdDSA"],
                 "dpop_signing_alg_values_supported": ["PS256", "ES256", "EdDSA"],
                 "tls_client_certificate_bound_access_tokens": true,
-                "mtls_endpoint_aliases": {"token_endpoint": "https://mtls.as.example/token"}
+                "mtls_endpoint_aliases": {
+                    "token_endpoint": "https://mtls.as.example/token",
+                    "pushed_authorization_request_endpoint": "https://mtls.as.example/par"
+                }
             })
         );
     }

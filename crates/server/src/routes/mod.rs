@@ -5,6 +5,7 @@ pub mod discovery;
 pub mod health;
 pub mod jwks;
 pub mod oauth_error;
+pub mod par;
 pub mod register;
 #[cfg(test)]
 mod register_tests;
@@ -41,6 +42,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/jwks", get(jwks::get))
         .route(token::PATH, post(token::post))
+        .route(par::PATH, post(par::post))
         .route(register::PATH, post(register::post))
         .route(
             "/register/{client_id}",

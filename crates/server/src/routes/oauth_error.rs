@@ -38,6 +38,33 @@ impl ErrorResponse {
     }
 }
 
+/// The answer to a failed client authentication (RFC 6749 §5.2): 401 `invalid_client`, with a
+/// `Basic` challenge when the client tried HTTP Basic; a store failure is logged and answered
+/// `server_error`.
+#[must_use]
+pub fn client_auth_failed(
+    error: crate::client_auth::ClientAuthError,
+    endpoint: &str,
+) -> ErrorResponse {
+    match error {
+        crate::client_auth::ClientAuthError::Refused {
+            error,
+            basic_attempted,
+        } => {
+            let response = ErrorResponse::new(error);
+            if basic_attempted {
+                response.with_challenge("Basic realm=\"portcullis\"")
+            } else {
+                response
+            }
+        }
+        other => {
+            tracing::error!(error = %other, endpoint, "client authentication failed");
+            ErrorResponse::new(OAuthError::server_error())
+        }
+    }
+}
+
 impl From<OAuthError> for ErrorResponse {
     fn from(error: OAuthError) -> Self {
         Self::new(error)

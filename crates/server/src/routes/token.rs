@@ -23,7 +23,7 @@ use portcullis_core::resource::is_scope_token;
 use time::Duration;
 
 use crate::app::AppState;
-use crate::client_auth::{AuthenticatedClient, ClientAuthError, Endpoint, Presented};
+use crate::client_auth::{AuthenticatedClient, Endpoint, Presented};
 use crate::form::Form;
 use crate::routes::oauth_error::ErrorResponse;
 use crate::sender::{self, Possession, PossessionError};
@@ -89,25 +89,11 @@ async fn issue(
         authorization,
         certificate,
     };
-    let client = match state
+    let client = state
         .client_auth
         .authenticate(presented, Endpoint::Token)
         .await
-    {
-        Ok(client) => client,
-        Err(ClientAuthError::Refused {
-            error,
-            basic_attempted,
-        }) => {
-            let response = ErrorResponse::new(error);
-            return Err(if basic_attempted {
-                response.with_challenge("Basic realm=\"portcullis\"")
-            } else {
-                response
-            });
-        }
-        Err(e) => return Err(server_error("token: client authentication", &e)),
-    };
+        .map_err(|e| crate::routes::oauth_error::client_auth_failed(e, "token"))?;
 
     let grant_type = form.require("grant_type")?;
     match grant_type {

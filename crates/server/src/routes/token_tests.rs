@@ -14,6 +14,7 @@
 mod authentication;
 mod certificates;
 mod grant;
+mod par;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -3,6 +3,7 @@
 mod clients;
 mod events;
 mod keys;
+mod pushed;
 mod replay;
 mod resources;
 mod users;
@@ -27,6 +28,7 @@ pub struct PgStore {
     replay: replay::PgReplay,
     resources: resources::PgResources,
     events: events::PgEvents,
+    pushed: pushed::PgPushed,
 }
 
 impl PgStore {
@@ -58,6 +60,7 @@ impl PgStore {
             replay: replay::PgReplay(pool.clone()),
             resources: resources::PgResources(pool.clone()),
             events: events::PgEvents(pool.clone()),
+            pushed: pushed::PgPushed(pool.clone()),
             pool,
         }
     }

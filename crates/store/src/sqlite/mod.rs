@@ -4,6 +4,7 @@
 mod clients;
 mod events;
 mod keys;
+mod pushed;
 mod replay;
 mod resources;
 mod users;
@@ -32,6 +33,7 @@ pub struct SqliteStore {
     replay: replay::SqliteReplay,
     resources: resources::SqliteResources,
     events: events::SqliteEvents,
+    pushed: pushed::SqlitePushed,
 }
 
 impl SqliteStore {
@@ -66,6 +68,7 @@ impl SqliteStore {
             replay: replay::SqliteReplay(pool.clone()),
             resources: resources::SqliteResources(pool.clone()),
             events: events::SqliteEvents(pool.clone()),
+            pushed: pushed::SqlitePushed(pool.clone()),
             pool,
         }
     }
