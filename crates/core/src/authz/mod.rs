@@ -4,3 +4,4 @@
 
 pub mod details;
 pub mod request;
+pub mod request_object;

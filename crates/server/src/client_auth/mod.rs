@@ -411,7 +411,10 @@ impl ClientAuthenticator {
 
     /// The client's keys: its `jwks`, or its `jwks_uri` fetched (from cache), or refetched when
     /// `refresh` (an unknown `kid`).
-    async fn client_keys(
+    ///
+    /// # Errors
+    /// `invalid_client` when the client has no keys or its `jwks_uri` cannot be fetched.
+    pub async fn client_keys(
         &self,
         metadata: &ClientMetadata,
         refresh: bool,
@@ -690,7 +693,7 @@ fn sort_out(form: &Form, basic: Option<&str>) -> Result<(Credentials, ClientId),
 }
 
 /// Whether `keys` has no key that could have signed the JWS (by its header's `kid` and `alg`).
-fn lacks_signing_key(jws: &str, keys: &Jwks) -> bool {
+pub fn lacks_signing_key(jws: &str, keys: &Jwks) -> bool {
     let Ok(header) = decode_unverified_header(jws) else {
         return false;
     };

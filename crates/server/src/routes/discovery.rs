@@ -30,6 +30,8 @@ pub struct Metadata {
     pub require_pushed_authorization_requests: bool,
     /// RFC 7636: S256 only (FAPI2 SP 5.3.2.2-5).
     pub code_challenge_methods_supported: Vec<&'static str>,
+    /// RFC 9101 §10.5: request objects are verified at PAR (FAPI2 MS 5.3.1).
+    pub request_object_signing_alg_values_supported: Vec<&'static str>,
     /// RFC 9396 §10: the types with a schema of their own.
     pub authorization_details_types_supported: Vec<&'static str>,
     /// The grants `/token` implements so far.
@@ -72,6 +74,7 @@ impl Metadata {
             pushed_authorization_request_endpoint: urls.endpoint(par::PATH),
             require_pushed_authorization_requests: true,
             code_challenge_methods_supported: vec!["S256"],
+            request_object_signing_alg_values_supported: algs.clone(),
             authorization_details_types_supported: vec![
                 portcullis_core::authz::details::ACCOUNT_INFORMATION,
                 portcullis_core::authz::details::PAYMENT_INITIATION,
@@ -139,6 +142,7 @@ mod tests {
                 "pushed_authorization_request_endpoint": "https://as.example/par",
                 "require_pushed_authorization_requests": true,
                 "code_challenge_methods_supported": ["S256"],
+                "request_object_signing_alg_values_supported": ["PS256", "ES256", "EdDSA"],
                 "authorization_details_types_supported": ["account_information", "payment_initiation"],
                 "grant_types_supported": ["client_credentials"],
                 "token_endpoint_auth_methods_supported": ["private_key_jwt", "tls_client_auth", "self_signed_tls_client_auth"],

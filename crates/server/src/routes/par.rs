@@ -17,13 +17,17 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use portcullis_core::authz::request;
+use portcullis_core::authz::request_object::{self, RequestObjectPolicy};
+use portcullis_core::client::ClientProfile;
 use portcullis_core::client::secret::ClientSecret;
 use portcullis_core::error::{ErrorCode, OAuthError};
 use portcullis_core::store::PushedRequest;
+use portcullis_core::store::{FirstUse, ReplayKey, ReplayKind};
+use portcullis_jose::SigningAlg;
 use time::Duration;
 
 use crate::app::AppState;
-use crate::client_auth::{Endpoint, Presented};
+use crate::client_auth::{AuthenticatedClient, Endpoint, Presented, lacks_signing_key};
 use crate::form::Form;
 use crate::routes::oauth_error::{ErrorResponse, client_auth_failed};
 use crate::sender::{self, Possession, PossessionError};
@@ -58,6 +62,69 @@ pub async fn post(
     }
 }
 
+/// Verifies a request object with the client's keys (refetching its `jwks_uri` once for an
+/// unknown `kid`) and spends its `jti`; returns its parameters.
+async fn request_object(
+    state: &AppState,
+    client: &AuthenticatedClient,
+    jwt: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, ErrorResponse> {
+    let as_object_error = |e: OAuthError| {
+        OAuthError::new(
+            ErrorCode::InvalidRequestObject,
+            format!("request object: {}", e.error_description),
+        )
+    };
+    let policy = RequestObjectPolicy {
+        algorithms: client
+            .metadata
+            .request_object_signing_alg
+            .map_or_else(|| SigningAlg::ALL.to_vec(), |alg| vec![alg]),
+        issuer: state.urls.issuer.clone(),
+        max_future_skew: Duration::seconds(10),
+    };
+    let now = state.clock.now();
+    let client_id = &client.client.client_id;
+    let mut keys = state
+        .client_auth
+        .client_keys(&client.metadata, false)
+        .await
+        .map_err(as_object_error)?;
+    // An unknown kid may mean the client rotated its keys: refetch (rate-limited) once.
+    if client.metadata.jwks_uri.is_some() && lacks_signing_key(jwt, &keys) {
+        keys = state
+            .client_auth
+            .client_keys(&client.metadata, true)
+            .await
+            .map_err(as_object_error)?;
+    }
+    let verified = request_object::verify(jwt, client_id, &keys, &policy, now)?;
+    if let Some(jti) = &verified.jti {
+        let key = ReplayKey {
+            kind: ReplayKind::RequestObject,
+            issuer: client_id.as_str(),
+            id: jti,
+        };
+        match state
+            .store
+            .replay()
+            .record(key, verified.expires_at, now)
+            .await
+        {
+            Ok(FirstUse::First) => {}
+            Ok(FirstUse::Replayed) => {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidRequestObject,
+                    "the request object has been used before: its jti is single-use",
+                )
+                .into());
+            }
+            Err(e) => return Err(server_error("par: replay store", &e)),
+        }
+    }
+    Ok(verified.parameters)
+}
+
 fn server_error(context: &str, error: &dyn std::fmt::Display) -> ErrorResponse {
     tracing::error!(%error, "{context}");
     ErrorResponse::new(OAuthError::server_error())
@@ -84,24 +151,24 @@ async fn push(
         .await
         .map_err(|e| client_auth_failed(e, "par"))?;
 
-    if form.has("request") {
-        // JAR (RFC 9101) lands next; until then a request object is refused, never ignored.
-        return Err(OAuthError::new(
-            ErrorCode::InvalidRequest,
-            "request objects are not supported by this server version: push the parameters as a form",
-        )
-        .into());
-    }
-    if client.client.profile == portcullis_core::client::ClientProfile::Fapi2MessageSigning {
-        // MS 5.3.1-1, checklist #58: these clients must sign their requests.
-        return Err(OAuthError::new(
-            ErrorCode::InvalidRequest,
-            "fapi2-message-signing clients must push a signed request object (FAPI2 MS 5.3.1-1)",
-        )
-        .into());
-    }
+    // FAPI2 MS 5.3.1: a signed request object, required for message-signing clients and those
+    // registered with require_signed_request_object; only its parameters count (RFC 9101 §6.3).
+    let parameters = match form.get("request") {
+        Some(jwt) => request_object(state, &client, jwt).await?,
+        None if client.client.profile == ClientProfile::Fapi2MessageSigning
+            || client.metadata.require_signed_request_object =>
+        {
+            // Checklist #58.
+            return Err(OAuthError::new(
+                ErrorCode::InvalidRequest,
+                "this client must push a signed request object (FAPI2 MS 5.3.1-1, require_signed_request_object)",
+            )
+            .into());
+        }
+        None => form.to_json(),
+    };
     let mut request = request::check(
-        &form.to_json(),
+        &parameters,
         &client.client.client_id,
         &client.metadata,
         client.client.profile,

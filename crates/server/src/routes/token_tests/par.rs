@@ -151,7 +151,11 @@ async fn checklist_14_17_48_par_needs_client_authentication_with_the_issuer_as_a
 }
 
 /// Parameters to change, the expected error, and words of its description.
-type Case = (&'static [(&'static str, &'static str)], &'static str, &'static str);
+type Case = (
+    &'static [(&'static str, &'static str)],
+    &'static str,
+    &'static str,
+);
 
 #[tokio::test]
 async fn checklist_9_10_47_52_53_54_the_request_itself() {
@@ -304,19 +308,115 @@ fn leak(value: &str) -> &'static str {
     Box::leak(value.to_owned().into_boxed_str())
 }
 
+/// Request-object claims for `tpp` carrying the good parameters, valid from now for 5 minutes.
+fn request_object_claims(h: &Harness, tpp: &Tpp) -> Value {
+    let now = now(h);
+    let mut claims = json!({
+        "iss": tpp.id, "aud": ISSUER, "client_id": tpp.id,
+        "nbf": now, "exp": now + 300, "jti": unique("ro"),
+    });
+    for (name, value) in authorization_params() {
+        claims[name] = json!(value);
+    }
+    claims["state"] = json!("inner-state");
+    claims
+}
+
+fn sign_request_object(tpp: &Tpp, claims: &Value) -> String {
+    tpp.key
+        .sign_jwt_with_header(
+            json!({"typ": "oauth-authz-req+jwt", "kid": tpp.key.kid()})
+                .as_object()
+                .unwrap(),
+            claims.as_object().unwrap(),
+        )
+        .unwrap()
+}
+
+/// A pushed request carrying only a request object (and the client's assertion).
+async fn push_object(h: &Harness, tpp: &Tpp, object: &str, outer: &[(&str, &str)]) -> Answer {
+    let assertion = tpp.assertion(h);
+    let mut pairs = vec![("request", object)];
+    pairs.extend_from_slice(outer);
+    pairs.extend(with_assertion(&assertion, &[]));
+    send(h, par_request(&pairs, &[])).await
+}
+
 #[tokio::test]
-async fn checklist_58_message_signing_clients_must_sign_and_request_objects_are_not_ignored() {
+async fn checklist_58_message_signing_clients_must_sign_their_requests() {
     let h = harness().await;
     let ms = code_client(&h, ClientProfile::Fapi2MessageSigning).await;
     push(&h, &ms, &[], &[])
         .await
         .refused(StatusCode::BAD_REQUEST, "invalid_request", "MS 5.3.1-1");
-    let plain = code_client(&h, ClientProfile::Fapi2).await;
-    push(&h, &plain, &[("request", "eyJhbGciOiJub25lIn0.e30.")], &[])
+
+    // MS 5.3.1: a signed object; only its parameters count (RFC 9101 §6.3).
+    let object = sign_request_object(&ms, &request_object_claims(&h, &ms));
+    let answer = push_object(&h, &ms, &object, &[("state", "outer-state")]).await;
+    answer.issued_or_created();
+    let (request, _) = stored(&h, answer.body["request_uri"].as_str().unwrap()).await;
+    assert_eq!(request.state.as_deref(), Some("inner-state"));
+    assert_eq!(
+        request.response_mode,
+        portcullis_core::authz::request::ResponseMode::Jwt,
+        "message-signing clients get JARM"
+    );
+    // Its jti works once.
+    push_object(&h, &ms, &object, &[]).await.refused(
+        StatusCode::BAD_REQUEST,
+        "invalid_request_object",
+        "used before",
+    );
+}
+
+#[tokio::test]
+async fn checklist_58_59_60_request_objects_are_verified_never_ignored() {
+    let h = harness().await;
+    let tpp = code_client(&h, ClientProfile::Fapi2).await;
+    // alg none.
+    push_object(&h, &tpp, "eyJhbGciOiJub25lIn0.e30.", &[])
         .await
         .refused(
             StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "request objects",
+            "invalid_request_object",
+            "algorithm",
         );
+    // Signed by another client's key.
+    let other = code_client(&h, ClientProfile::Fapi2).await;
+    let foreign = sign_request_object(&other, &request_object_claims(&h, &tpp));
+    push_object(&h, &tpp, &foreign, &[]).await.refused(
+        StatusCode::BAD_REQUEST,
+        "invalid_request_object",
+        "of the client",
+    );
+    let now = now(&h);
+    let cases = [
+        (json!({"aud": "https://elsewhere.example"}), "aud"),
+        (json!({"exp": Value::Null}), "exp is required"),
+        (json!({"nbf": now - 3601, "exp": now + 60}), "60 minutes"),
+        (json!({"client_id": other.id}), "client_id"),
+        (
+            json!({"request_uri": "urn:ietf:params:oauth:request_uri:x"}),
+            "request_uri",
+        ),
+    ];
+    for (change, rule) in cases {
+        let mut claims = request_object_claims(&h, &tpp);
+        for (name, value) in change.as_object().unwrap() {
+            if value.is_null() {
+                claims.as_object_mut().unwrap().remove(name);
+            } else {
+                claims[name] = value.clone();
+            }
+        }
+        push_object(&h, &tpp, &sign_request_object(&tpp, &claims), &[])
+            .await
+            .refused(StatusCode::BAD_REQUEST, "invalid_request_object", rule);
+    }
+    // The rules of the request itself apply inside the object too.
+    let mut plain = request_object_claims(&h, &tpp);
+    plain["code_challenge_method"] = json!("plain");
+    push_object(&h, &tpp, &sign_request_object(&tpp, &plain), &[])
+        .await
+        .refused(StatusCode::BAD_REQUEST, "invalid_request", "S256");
 }
