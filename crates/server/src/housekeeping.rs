@@ -11,6 +11,9 @@ use portcullis_core::Clock;
 use portcullis_core::store::{Store, StoreError};
 use tokio::sync::watch;
 
+/// How long an expired authorization code is kept to recognise its replay.
+pub const CODE_REPLAY_WINDOW: time::Duration = time::Duration::hours(1);
+
 /// How often expired replay entries are deleted.
 pub const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -22,7 +25,13 @@ pub async fn purge(store: &dyn Store, clock: &dyn Clock) -> Result<u64, StoreErr
     let now = clock.now();
     let replay = store.replay().purge_expired(now).await?;
     let pushed = store.pushed_requests().purge_expired(now).await?;
-    Ok(replay + pushed)
+    // Codes stay a while after they expire, so that a replay is still recognised as one and
+    // revokes its grant (checklist #1) rather than looking like an unknown code.
+    let codes = store
+        .codes()
+        .purge_expired(now - CODE_REPLAY_WINDOW)
+        .await?;
+    Ok(replay + pushed + codes)
 }
 
 /// Purges every [`PURGE_INTERVAL`] until `stop` turns true. Failures are logged and retried at

@@ -498,6 +498,12 @@ mod tests {
         fn pushed_requests(&self) -> &dyn portcullis_core::store::PushedRequestStore {
             self.0.pushed_requests()
         }
+        fn grants(&self) -> &dyn portcullis_core::store::GrantStore {
+            self.0.grants()
+        }
+        fn codes(&self) -> &dyn portcullis_core::store::CodeStore {
+            self.0.codes()
+        }
     }
 
     struct Fixture {

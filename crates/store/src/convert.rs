@@ -61,6 +61,25 @@ pub(crate) fn pushed_parameters(value: Value) -> Result<Map<String, Value>, Stor
     }
 }
 
+pub(crate) fn grant_content(value: Value) -> Result<Map<String, Value>, StoreError> {
+    match value {
+        Value::Object(members) => Ok(members),
+        _ => Err(corrupt("grants.content", "not a JSON object")),
+    }
+}
+
+pub(crate) fn code_handle(value: &[u8]) -> Result<SecretHash, StoreError> {
+    SecretHash::from_bytes(value)
+        .ok_or_else(|| corrupt("authorization_codes.handle", "not 32 bytes"))
+}
+
+pub(crate) fn code_content(value: Value) -> Result<Map<String, Value>, StoreError> {
+    match value {
+        Value::Object(members) => Ok(members),
+        _ => Err(corrupt("authorization_codes.content", "not a JSON object")),
+    }
+}
+
 pub(crate) fn client_settings(value: Value) -> Result<ClientSettings, StoreError> {
     serde_json::from_value(value).map_err(|e| corrupt("clients.settings", e))
 }

@@ -36,6 +36,14 @@ macro_rules! aggregate_accessors {
         fn pushed_requests(&self) -> &dyn portcullis_core::store::PushedRequestStore {
             &self.pushed
         }
+
+        fn grants(&self) -> &dyn portcullis_core::store::GrantStore {
+            &self.grants
+        }
+
+        fn codes(&self) -> &dyn portcullis_core::store::CodeStore {
+            &self.codes
+        }
     };
 }
 pub(crate) use aggregate_accessors;

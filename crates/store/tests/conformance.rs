@@ -15,7 +15,10 @@ use portcullis_core::client::settings::{ClientSettings, TokenFormat};
 use portcullis_core::client::{Client, ClientId, ClientProfile};
 use portcullis_core::keys::{KeyEncryptionKey, StoredSigningKey};
 use portcullis_core::resource::{ResourceMetadata, ResourceServer};
-use portcullis_core::store::{FirstUse, PushedRequest, ReplayKey, ReplayKind, Store, StoreError};
+use portcullis_core::store::{
+    FirstUse, Grant, PushedRequest, Redemption, ReplayKey, ReplayKind, Store, StoreError,
+    StoredCode,
+};
 use portcullis_core::user::{PasswordHash, User, Username};
 use portcullis_core::{Rng as _, SeededRng};
 use portcullis_jose::SigningAlg;
@@ -96,6 +99,56 @@ fn pushed(handle: &str, client: &Client, created_at: OffsetDateTime) -> PushedRe
         .clone(),
         created_at,
         expires_at: created_at + Duration::seconds(90),
+    }
+}
+
+fn grant(id: &str, client: &Client, subject: Uuid, created_at: OffsetDateTime) -> Grant {
+    Grant {
+        grant_id: id.to_owned(),
+        client_id: client.client_id.clone(),
+        subject,
+        content: serde_json::json!({
+            "scopes": ["openid", "accounts"],
+            "claims": {"id_token": {"acr": {"essential": true, "values": ["urn:bank:sca"]}}},
+            "resources": ["https://rs.bank.example/accounts"],
+            "authorization_details": [{
+                "type": "account_information",
+                "actions": ["list_accounts", "read_balances"],
+                "accounts": [{"iban": "DE40100100103307118608", "label": format!("Girokonto {id}")}],
+                "note": null
+            }]
+        })
+        .as_object()
+        .unwrap()
+        .clone(),
+        created_at,
+        updated_at: created_at,
+        expires_at: Some(created_at + Duration::days(90)),
+        revoked_at: None,
+    }
+}
+
+fn code(handle: &str, grant: &Grant, created_at: OffsetDateTime) -> StoredCode {
+    StoredCode {
+        handle: SecretHash::of(handle),
+        client_id: grant.client_id.clone(),
+        grant_id: grant.grant_id.clone(),
+        content: serde_json::json!({
+            "redirect_uri": "https://tpp.example/cb",
+            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "dpop_jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
+            "scopes": ["openid", "accounts"],
+            "resources": ["https://rs.bank.example/accounts"],
+            "nonce": format!("n-{handle}"),
+            "auth_time": 1_800_000_000,
+            "amr": ["pwd", "otp"],
+            "authorization_details": [{"type": "account_information", "actions": ["list_accounts"]}]
+        })
+        .as_object()
+        .unwrap()
+        .clone(),
+        created_at,
+        expires_at: created_at + Duration::seconds(60),
     }
 }
 
@@ -776,6 +829,409 @@ mod suite {
         }
     }
 
+    pub async fn grants_round_trip_with_all_fields(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        let grants = store.grants();
+        let subject = Uuid::new_v4();
+        let open = grant("grant-1", &tpp, subject, at_micros(0));
+        // Every optional field set, and the other way round.
+        let mut closed = grant("grant-2", &tpp, subject, at_micros(1));
+        closed.updated_at = at_micros(2);
+        closed.expires_at = None;
+        closed.revoked_at = Some(at_micros(3));
+        grants.add(&open).await.unwrap();
+        grants.add(&closed).await.unwrap();
+
+        assert_eq!(grants.find("grant-1").await.unwrap(), open);
+        // A revoked grant is still found.
+        assert_eq!(grants.find("grant-2").await.unwrap(), closed);
+        assert!(matches!(
+            grants.find("grant-3").await,
+            Err(StoreError::NotFound)
+        ));
+    }
+
+    pub async fn grant_ids_are_unique_and_name_a_known_client(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        let other = client("tpp-2", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        store.clients().add(&other).await.unwrap();
+        let grants = store.grants();
+        let first = grant("grant-1", &tpp, Uuid::new_v4(), at(0));
+        grants.add(&first).await.unwrap();
+
+        // The same grant_id again, even for another client and customer, is refused.
+        let mut again = grant("grant-1", &other, Uuid::new_v4(), at(5));
+        again
+            .content
+            .insert("scopes".into(), serde_json::json!(["payments"]));
+        let duplicate = grants.add(&again).await;
+        assert!(
+            matches!(duplicate, Err(StoreError::Conflict(_))),
+            "{duplicate:?}"
+        );
+        assert_eq!(grants.find("grant-1").await.unwrap(), first);
+
+        // A grant cannot name a client that does not exist.
+        let stranger = client("nobody", ClientProfile::Fapi2);
+        let orphan = grants
+            .add(&grant("grant-2", &stranger, Uuid::new_v4(), at(0)))
+            .await;
+        assert!(matches!(orphan, Err(StoreError::Conflict(_))), "{orphan:?}");
+        assert!(matches!(
+            grants.find("grant-2").await,
+            Err(StoreError::NotFound)
+        ));
+    }
+
+    pub async fn a_grant_is_updated_only_until_it_is_revoked(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        let grants = store.grants();
+        let original = grant("grant-1", &tpp, Uuid::new_v4(), at_micros(0));
+        grants.add(&original).await.unwrap();
+
+        // A merge: more accounts, a later expiry, a new updated_at.
+        let mut merged = original.clone();
+        merged.content["authorization_details"][0]["accounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"iban": "DE02120300000000202051", "label": "Sparkonto"}));
+        merged.updated_at = at_micros(60);
+        merged.expires_at = Some(at_micros(60) + Duration::days(180));
+        grants.update(&merged).await.unwrap();
+        assert_eq!(grants.find("grant-1").await.unwrap(), merged);
+
+        // A replace can also drop the expiry. Only content, updated_at and expires_at change:
+        // the rest of what is passed is not written.
+        let mut replaced = merged.clone();
+        replaced.content = serde_json::json!({"scopes": ["openid"]})
+            .as_object()
+            .unwrap()
+            .clone();
+        replaced.updated_at = at_micros(120);
+        replaced.expires_at = None;
+        let mut sneaky = replaced.clone();
+        sneaky.subject = Uuid::new_v4();
+        sneaky.created_at = at(999);
+        sneaky.revoked_at = Some(at(999));
+        grants.update(&sneaky).await.unwrap();
+        assert_eq!(grants.find("grant-1").await.unwrap(), replaced);
+
+        let mut unknown = replaced.clone();
+        unknown.grant_id = "grant-2".into();
+        assert!(matches!(
+            grants.update(&unknown).await,
+            Err(StoreError::NotFound)
+        ));
+
+        // Once revoked, it is not changed any more.
+        assert!(grants.revoke("grant-1", at_micros(180)).await.unwrap());
+        let mut late = merged.clone();
+        late.updated_at = at_micros(240);
+        assert!(matches!(
+            grants.update(&late).await,
+            Err(StoreError::NotFound)
+        ));
+        let mut revoked = replaced.clone();
+        revoked.revoked_at = Some(at_micros(180));
+        assert_eq!(grants.find("grant-1").await.unwrap(), revoked);
+    }
+
+    pub async fn a_grant_is_revoked_once(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        let grants = store.grants();
+        let original = grant("grant-1", &tpp, Uuid::new_v4(), at_micros(0));
+        let kept = grant("grant-2", &tpp, original.subject, at_micros(0));
+        grants.add(&original).await.unwrap();
+        grants.add(&kept).await.unwrap();
+
+        assert!(grants.revoke("grant-1", at_micros(10)).await.unwrap());
+        // Again, later: nothing changes, and the first revocation instant stays.
+        assert!(!grants.revoke("grant-1", at_micros(20)).await.unwrap());
+        let mut revoked = original.clone();
+        revoked.revoked_at = Some(at_micros(10));
+        assert_eq!(grants.find("grant-1").await.unwrap(), revoked);
+        // Only that grant.
+        assert_eq!(grants.find("grant-2").await.unwrap(), kept);
+
+        assert!(matches!(
+            grants.revoke("grant-3", at(10)).await,
+            Err(StoreError::NotFound)
+        ));
+    }
+
+    pub async fn grants_are_listed_per_subject_newest_first(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        let other = client("tpp-2", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        store.clients().add(&other).await.unwrap();
+        let grants = store.grants();
+        let alice = Uuid::new_v4();
+        let bob = Uuid::new_v4();
+        // Added out of order, for two clients; one of them revoked.
+        let a1 = grant("a-1", &tpp, alice, at(10));
+        let a2 = grant("a-2", &other, alice, at(30));
+        let a3 = grant("a-3", &tpp, alice, at(20));
+        let b1 = grant("b-1", &tpp, bob, at(25));
+        for each in [&a1, &a2, &b1, &a3] {
+            grants.add(each).await.unwrap();
+        }
+        grants.revoke("a-3", at(40)).await.unwrap();
+        let a3 = grants.find("a-3").await.unwrap();
+
+        assert_eq!(
+            grants.list_for_subject(alice).await.unwrap(),
+            vec![a2, a3, a1]
+        );
+        assert_eq!(grants.list_for_subject(bob).await.unwrap(), vec![b1]);
+        assert!(
+            grants
+                .list_for_subject(Uuid::new_v4())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    pub async fn grants_go_with_their_client(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        let other = client("tpp-2", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        store.clients().add(&other).await.unwrap();
+        let grants = store.grants();
+        let subject = Uuid::new_v4();
+        let gone = grant("grant-1", &tpp, subject, at(0));
+        let kept = grant("grant-2", &other, subject, at(0));
+        grants.add(&gone).await.unwrap();
+        grants.add(&kept).await.unwrap();
+
+        store.clients().remove(&tpp.client_id).await.unwrap();
+        assert!(matches!(
+            grants.find("grant-1").await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            grants.revoke("grant-1", at(1)).await,
+            Err(StoreError::NotFound)
+        ));
+        assert_eq!(grants.list_for_subject(subject).await.unwrap(), vec![kept]);
+    }
+
+    pub async fn a_code_is_redeemed_once_then_reported_reused(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        let consent = grant("grant-1", &tpp, Uuid::new_v4(), at_micros(0));
+        store.grants().add(&consent).await.unwrap();
+        let codes = store.codes();
+        let issued = code("code-1", &consent, at_micros(0));
+        codes.add(&issued).await.unwrap();
+
+        assert_eq!(
+            codes.redeem(&issued.handle, at(1)).await.unwrap(),
+            Redemption::Redeemed(issued.clone())
+        );
+        assert_eq!(
+            codes.redeem(&issued.handle, at(2)).await.unwrap(),
+            Redemption::Reused(issued.clone())
+        );
+        assert_eq!(
+            codes.redeem(&issued.handle, at(3)).await.unwrap(),
+            Redemption::Reused(issued.clone())
+        );
+
+        // Expiry is the caller's to check: an expired, unused code is still handed out.
+        let late = code("code-2", &consent, at_micros(0));
+        codes.add(&late).await.unwrap();
+        let now = late.expires_at + Duration::hours(1);
+        assert_eq!(
+            codes.redeem(&late.handle, now).await.unwrap(),
+            Redemption::Redeemed(late.clone())
+        );
+
+        assert!(matches!(
+            codes.redeem(&SecretHash::of("code-3"), at(1)).await,
+            Err(StoreError::NotFound)
+        ));
+    }
+
+    pub async fn code_handles_are_unique_and_name_a_known_client_and_grant(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        let consent = grant("grant-1", &tpp, Uuid::new_v4(), at(0));
+        let second = grant("grant-2", &tpp, consent.subject, at(0));
+        store.grants().add(&consent).await.unwrap();
+        store.grants().add(&second).await.unwrap();
+        let codes = store.codes();
+        let issued = code("code-1", &consent, at(0));
+        codes.add(&issued).await.unwrap();
+
+        // The same handle again, even under another grant, is refused.
+        let duplicate = codes.add(&code("code-1", &second, at(5))).await;
+        assert!(
+            matches!(duplicate, Err(StoreError::Conflict(_))),
+            "{duplicate:?}"
+        );
+
+        // A code cannot name a grant, or a client, that does not exist.
+        let mut no_grant = code("code-2", &consent, at(0));
+        no_grant.grant_id = "grant-3".into();
+        let orphan = codes.add(&no_grant).await;
+        assert!(matches!(orphan, Err(StoreError::Conflict(_))), "{orphan:?}");
+        let mut no_client = code("code-3", &consent, at(0));
+        no_client.client_id = ClientId::parse("nobody").unwrap();
+        let orphan = codes.add(&no_client).await;
+        assert!(matches!(orphan, Err(StoreError::Conflict(_))), "{orphan:?}");
+        for handle in ["code-2", "code-3"] {
+            assert!(matches!(
+                codes.redeem(&SecretHash::of(handle), at(1)).await,
+                Err(StoreError::NotFound)
+            ));
+        }
+
+        // The first one is untouched and still unused.
+        assert_eq!(
+            codes.redeem(&issued.handle, at(1)).await.unwrap(),
+            Redemption::Redeemed(issued)
+        );
+    }
+
+    pub async fn codes_let_exactly_one_of_many_concurrent_redeems_through(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        let consent = grant("grant-1", &tpp, Uuid::new_v4(), at(0));
+        store.grants().add(&consent).await.unwrap();
+        // Several codes, each raced by 20 redemptions, so that a redeem that reads and then
+        // writes has many chances to let a second caller through.
+        let raced: Vec<StoredCode> = (0..5)
+            .map(|i| code(&format!("raced-{i}"), &consent, at(0)))
+            .collect();
+        for issued in &raced {
+            store.codes().add(issued).await.unwrap();
+        }
+
+        // All spawned before any is awaited, so that they run at once.
+        let attempts: Vec<_> = (0..20)
+            .flat_map(|_| raced.iter())
+            .map(|issued| {
+                let store = store.clone();
+                let handle = issued.handle.clone();
+                tokio::spawn(async move { store.codes().redeem(&handle, at(1)).await })
+            })
+            .collect();
+        let mut wins = Vec::new();
+        let mut replays = Vec::new();
+        for attempt in attempts {
+            match attempt.await.unwrap() {
+                Ok(Redemption::Redeemed(redeemed)) => wins.push(redeemed),
+                Ok(Redemption::Reused(reused)) => replays.push(reused),
+                Err(other) => panic!("a losing redeem must be Reused: {other:?}"),
+            }
+        }
+        let nonce = |issued: &StoredCode| issued.content["nonce"].as_str().unwrap().to_owned();
+        wins.sort_by_key(nonce);
+        assert_eq!(wins, raced, "exactly one redeem of each code wins");
+        assert_eq!(replays.len(), 19 * raced.len());
+        for issued in &raced {
+            assert_eq!(replays.iter().filter(|r| *r == issued).count(), 19);
+            assert_eq!(
+                store.codes().redeem(&issued.handle, at(2)).await.unwrap(),
+                Redemption::Reused(issued.clone())
+            );
+        }
+    }
+
+    pub async fn codes_go_with_their_grant_and_client(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        let other = client("tpp-2", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        store.clients().add(&other).await.unwrap();
+        let subject = Uuid::new_v4();
+        let consent = grant("grant-1", &tpp, subject, at(0));
+        let kept_consent = grant("grant-2", &other, subject, at(0));
+        store.grants().add(&consent).await.unwrap();
+        store.grants().add(&kept_consent).await.unwrap();
+        let codes = store.codes();
+        let used = code("code-1", &consent, at(0));
+        let unused = code("code-2", &consent, at(0));
+        let kept = code("code-3", &kept_consent, at(0));
+        for each in [&used, &unused, &kept] {
+            codes.add(each).await.unwrap();
+        }
+        codes.redeem(&used.handle, at(1)).await.unwrap();
+
+        // Revoking the grant keeps its codes: a replay is still recognised, and the caller
+        // checks the grant of a code it redeems.
+        assert!(store.grants().revoke("grant-1", at(2)).await.unwrap());
+        assert_eq!(
+            codes.redeem(&used.handle, at(3)).await.unwrap(),
+            Redemption::Reused(used.clone())
+        );
+
+        // Removing the client removes its grants, and their codes with them.
+        store.clients().remove(&tpp.client_id).await.unwrap();
+        for gone in [&used, &unused] {
+            assert!(matches!(
+                codes.redeem(&gone.handle, at(3)).await,
+                Err(StoreError::NotFound)
+            ));
+        }
+        assert_eq!(
+            codes.redeem(&kept.handle, at(3)).await.unwrap(),
+            Redemption::Redeemed(kept.clone())
+        );
+        assert_eq!(codes.purge_expired(at(1000)).await.unwrap(), 1);
+    }
+
+    pub async fn codes_purge_removes_only_expired_ones(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        let consent = grant("grant-1", &tpp, Uuid::new_v4(), at(0));
+        store.grants().add(&consent).await.unwrap();
+        let codes = store.codes();
+        // Expiring at 60, 70, 80 and 90 seconds; the first and third used.
+        let all: Vec<StoredCode> = (0..4)
+            .map(|i| code(&format!("code-{i}"), &consent, at(i * 10)))
+            .collect();
+        for issued in &all {
+            codes.add(issued).await.unwrap();
+        }
+        for issued in [&all[0], &all[2]] {
+            codes.redeem(&issued.handle, at(45)).await.unwrap();
+        }
+
+        assert_eq!(codes.purge_expired(at(0)).await.unwrap(), 0);
+        // Expired at exactly their expiry instant, used or not.
+        assert_eq!(codes.purge_expired(at(70)).await.unwrap(), 2);
+        for issued in &all[..2] {
+            assert!(matches!(
+                codes.redeem(&issued.handle, at(70)).await,
+                Err(StoreError::NotFound)
+            ));
+        }
+        // The others are kept as they were: a used one is still a replay.
+        assert_eq!(
+            codes.redeem(&all[2].handle, at(70)).await.unwrap(),
+            Redemption::Reused(all[2].clone())
+        );
+        assert_eq!(
+            codes.redeem(&all[3].handle, at(70)).await.unwrap(),
+            Redemption::Redeemed(all[3].clone())
+        );
+        assert_eq!(codes.purge_expired(at(70)).await.unwrap(), 0);
+        assert_eq!(codes.purge_expired(at(1000)).await.unwrap(), 2);
+        for issued in &all {
+            assert!(matches!(
+                codes.redeem(&issued.handle, at(1000)).await,
+                Err(StoreError::NotFound)
+            ));
+        }
+        // Purging codes leaves their grant.
+        assert_eq!(store.grants().find("grant-1").await.unwrap(), consent);
+    }
+
     pub async fn ping_answers(store: Arc<dyn Store>) {
         store.ping().await.unwrap();
     }
@@ -879,4 +1335,15 @@ conformance!(
     pushed_requests_let_exactly_one_of_many_concurrent_consumes_through,
     pushed_requests_go_with_their_client,
     pushed_requests_purge_removes_only_expired_ones,
+    grants_round_trip_with_all_fields,
+    grant_ids_are_unique_and_name_a_known_client,
+    a_grant_is_updated_only_until_it_is_revoked,
+    a_grant_is_revoked_once,
+    grants_are_listed_per_subject_newest_first,
+    grants_go_with_their_client,
+    a_code_is_redeemed_once_then_reported_reused,
+    code_handles_are_unique_and_name_a_known_client_and_grant,
+    codes_let_exactly_one_of_many_concurrent_redeems_through,
+    codes_go_with_their_grant_and_client,
+    codes_purge_removes_only_expired_ones,
 );

@@ -2,6 +2,8 @@
 //! checked against its registration ([`request`]), and the rich authorization details it may
 //! carry ([`details`]).
 
+pub mod code;
 pub mod details;
+pub mod id_token;
 pub mod request;
 pub mod request_object;

@@ -14,6 +14,7 @@
 
 mod clients;
 mod events;
+mod grants;
 mod keys;
 mod pushed;
 mod replay;
@@ -24,6 +25,7 @@ use std::fmt;
 
 pub use clients::ClientStore;
 pub use events::SecurityEventStore;
+pub use grants::{CodeStore, Grant, GrantStore, Redemption, StoredCode};
 pub use keys::SigningKeyStore;
 pub use pushed::{PushedRequest, PushedRequestStore};
 pub use replay::{FirstUse, ReplayKey, ReplayKind, ReplayStore};
@@ -99,4 +101,10 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Pushed authorization requests (RFC 9126).
     fn pushed_requests(&self) -> &dyn PushedRequestStore;
+
+    /// Grants: the customers' consents.
+    fn grants(&self) -> &dyn GrantStore;
+
+    /// Authorization codes.
+    fn codes(&self) -> &dyn CodeStore;
 }

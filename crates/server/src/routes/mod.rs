@@ -1,6 +1,7 @@
 //! The HTTP endpoints, one module per endpoint family (DESIGN.md, The public surface).
 
 pub mod admin;
+mod code_grant;
 pub mod discovery;
 pub mod health;
 pub mod jwks;

@@ -61,7 +61,7 @@ pub async fn post(
     }
 }
 
-fn server_error(context: &str, error: &dyn std::fmt::Display) -> ErrorResponse {
+pub(crate) fn server_error(context: &str, error: &dyn std::fmt::Display) -> ErrorResponse {
     tracing::error!(%error, "{context}");
     ErrorResponse::new(OAuthError::server_error())
 }
@@ -99,6 +99,9 @@ async fn issue(
     match grant_type {
         "client_credentials" => {
             client_credentials(state, info, certificate, headers, &form, &client).await
+        }
+        "authorization_code" => {
+            super::code_grant::redeem(state, info, certificate, headers, &form, &client).await
         }
         "password" | "implicit" => Err(OAuthError::new(
             ErrorCode::UnsupportedGrantType,
@@ -279,33 +282,15 @@ async fn client_credentials(
         .into());
     }
     let now = state.clock.now();
-    let url = sender::request_url(&state.urls, info, PATH);
-    let possession = Possession {
-        headers,
-        method: "POST",
-        url: &url,
+    let confirmation = bind(
+        state,
+        info,
         certificate,
-        nonces: state.dpop_nonces.as_deref(),
-    };
-    let confirmation = sender::token_binding(
-        &state.store,
-        &possession,
+        headers,
         client.metadata.dpop_bound_access_tokens,
         client.metadata.tls_client_certificate_bound_access_tokens,
-        now,
     )
-    .await
-    .map_err(|e| {
-        let response = from_possession(e);
-        // RFC 9449 §8: a proof without a current nonce is answered with one to use.
-        match (&state.dpop_nonces, response.error.error) {
-            (Some(nonces), ErrorCode::UseDpopNonce) => ErrorResponse {
-                dpop_nonce: Some(nonces.current(now)),
-                ..response
-            },
-            _ => response,
-        }
-    })?;
+    .await?;
 
     let lifetime_secs = client
         .client
@@ -341,20 +326,64 @@ async fn client_credentials(
     if let Some(scope) = &token.scope {
         body.insert("scope".into(), scope.clone().into());
     }
+    Ok(token_response(state, body))
+}
+
+/// What the token request binds its token to (FAPI2 SP 5.3.2.1-4): its DPoP proof's key or the
+/// client certificate, with `use_dpop_nonce` answered with a fresh nonce (RFC 9449 §8).
+pub(crate) async fn bind(
+    state: &AppState,
+    info: Option<&ConnectionInfo>,
+    certificate: Option<&ClientCertificate>,
+    headers: &HeaderMap,
+    require_dpop: bool,
+    require_certificate: bool,
+) -> Result<portcullis_core::access_token::Confirmation, ErrorResponse> {
+    let now = state.clock.now();
+    let url = sender::request_url(&state.urls, info, PATH);
+    let possession = Possession {
+        headers,
+        method: "POST",
+        url: &url,
+        certificate,
+        nonces: state.dpop_nonces.as_deref(),
+    };
+    sender::token_binding(
+        &state.store,
+        &possession,
+        require_dpop,
+        require_certificate,
+        now,
+    )
+    .await
+    .map_err(|e| {
+        let response = from_possession(e);
+        match (&state.dpop_nonces, response.error.error) {
+            (Some(nonces), ErrorCode::UseDpopNonce) => ErrorResponse {
+                dpop_nonce: Some(nonces.current(now)),
+                ..response
+            },
+            _ => response,
+        }
+    })
+}
+
+/// A successful token response (RFC 6749 §5.1): `no-store`, and a fresh DPoP nonce when the
+/// server requires them (RFC 9449 §8.2), so the client never needs a failed request.
+pub(crate) fn token_response(
+    state: &AppState,
+    body: serde_json::Map<String, serde_json::Value>,
+) -> Response {
     let mut response = axum::Json(body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-        .headers_mut()
-        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    // RFC 9449 §8.2: a fresh nonce with every answer, so the client never needs a failed request.
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     if let Some(nonce) = state
         .dpop_nonces
         .as_ref()
-        .and_then(|n| HeaderValue::from_str(&n.current(now)).ok())
+        .and_then(|n| HeaderValue::from_str(&n.current(state.clock.now())).ok())
     {
-        response.headers_mut().insert("dpop-nonce", nonce);
+        headers.insert("dpop-nonce", nonce);
     }
-    Ok(response)
+    response
 }

@@ -13,6 +13,7 @@
 
 mod authentication;
 mod certificates;
+mod code;
 mod grant;
 mod par;
 

@@ -2,6 +2,7 @@
 
 mod clients;
 mod events;
+mod grants;
 mod keys;
 mod pushed;
 mod replay;
@@ -29,6 +30,8 @@ pub struct PgStore {
     resources: resources::PgResources,
     events: events::PgEvents,
     pushed: pushed::PgPushed,
+    grants: grants::PgGrants,
+    codes: grants::PgCodes,
 }
 
 impl PgStore {
@@ -61,6 +64,8 @@ impl PgStore {
             resources: resources::PgResources(pool.clone()),
             events: events::PgEvents(pool.clone()),
             pushed: pushed::PgPushed(pool.clone()),
+            grants: grants::PgGrants(pool.clone()),
+            codes: grants::PgCodes(pool.clone()),
             pool,
         }
     }

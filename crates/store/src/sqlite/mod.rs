@@ -3,6 +3,7 @@
 
 mod clients;
 mod events;
+mod grants;
 mod keys;
 mod pushed;
 mod replay;
@@ -34,6 +35,8 @@ pub struct SqliteStore {
     resources: resources::SqliteResources,
     events: events::SqliteEvents,
     pushed: pushed::SqlitePushed,
+    grants: grants::SqliteGrants,
+    codes: grants::SqliteCodes,
 }
 
 impl SqliteStore {
@@ -69,6 +72,8 @@ impl SqliteStore {
             resources: resources::SqliteResources(pool.clone()),
             events: events::SqliteEvents(pool.clone()),
             pushed: pushed::SqlitePushed(pool.clone()),
+            grants: grants::SqliteGrants(pool.clone()),
+            codes: grants::SqliteCodes(pool.clone()),
             pool,
         }
     }

@@ -1,0 +1,353 @@
+//! Handler tests of the `authorization_code` grant at `/token`: the checklist cases of the token
+//! endpoint that need a code (#1–#3, #5, #6, #8, #11, #41), and 20 concurrent redemptions of one
+//! code. Codes are put in the store as the authorization endpoint will; the tokens are checked
+//! with `jsonwebtoken`, not with our own JOSE code.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use portcullis_core::authz::code::CodeContent;
+use portcullis_core::client::secret::SecretHash;
+use portcullis_core::store::{Grant, StoredCode};
+use portcullis_core::user::{PasswordHash, User, Username};
+use uuid::Uuid;
+
+use super::*;
+
+const REDIRECT: &str = "https://tpp.example/cb";
+/// RFC 7636 appendix B.
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+struct Flow {
+    tpp: Tpp,
+    user: Uuid,
+    grant_id: String,
+}
+
+async fn flow(h: &Harness) -> Flow {
+    serve_accounts(h).await;
+    let key = SigningKey::generate(SigningAlg::Es256, 2048).unwrap();
+    let registered = register(
+        h,
+        json!({
+            "client_name": "Example TPP",
+            "token_endpoint_auth_method": "private_key_jwt",
+            "jwks": jwks_of(&[public_jwk(&key)]),
+            "grant_types": ["authorization_code"],
+            "response_types": ["code"],
+            "redirect_uris": [REDIRECT],
+            "scope": "openid accounts",
+            "id_token_signed_response_alg": "ES256",
+        }),
+        ClientProfile::Fapi2,
+        ClientSettings::default(),
+    )
+    .await;
+    let tpp = Tpp {
+        id: registered.client.client_id.to_string(),
+        key,
+    };
+    let user = User {
+        id: Uuid::new_v4(),
+        username: Username::parse("alice").unwrap(),
+        password_hash: PasswordHash::from_phc("$argon2id$v=19$m=19456,t=2,p=1$x$y".into()),
+        created_at: h.clock.now(),
+        disabled_at: None,
+        claims: json!({"email": "alice@bank.example", "name": "Alice"})
+            .as_object()
+            .unwrap()
+            .clone(),
+        totp_secret_encrypted: None,
+        totp_last_step: None,
+    };
+    h.state.store.users().add(&user).await.unwrap();
+    let grant_id = unique("grant");
+    h.state
+        .store
+        .grants()
+        .add(&Grant {
+            grant_id: grant_id.clone(),
+            client_id: registered.client.client_id.clone(),
+            subject: user.id,
+            content: json!({"scopes": ["openid", "accounts"]})
+                .as_object()
+                .unwrap()
+                .clone(),
+            created_at: h.clock.now(),
+            updated_at: h.clock.now(),
+            expires_at: None,
+            revoked_at: None,
+        })
+        .await
+        .unwrap();
+    Flow {
+        tpp,
+        user: user.id,
+        grant_id,
+    }
+}
+
+/// Issues a code for the flow's grant, as the authorization endpoint does; returns it.
+async fn issue_code(h: &Harness, f: &Flow, dpop_jkt: Option<String>) -> String {
+    let code = unique("code-0123456789abcdef0123456789abcdef");
+    let content = CodeContent {
+        subject: f.user,
+        redirect_uri: REDIRECT.into(),
+        code_challenge: CHALLENGE.into(),
+        dpop_jkt,
+        scopes: vec!["openid".into(), "accounts".into()],
+        resources: vec![],
+        authorization_details: vec![
+            json!({"type": "account_information", "actions": ["read_balances"]}),
+        ],
+        nonce: Some("nonce-1".into()),
+        claims: Some(
+            json!({"id_token": {"email": null}})
+                .as_object()
+                .unwrap()
+                .clone(),
+        ),
+        auth_time: now(h) - 20,
+        acr: Some("urn:bank:sca".into()),
+        amr: vec!["pwd".into(), "otp".into()],
+    };
+    h.state
+        .store
+        .codes()
+        .add(&StoredCode {
+            handle: SecretHash::of(&code),
+            client_id: ClientId::parse(f.tpp.id.clone()).unwrap(),
+            grant_id: f.grant_id.clone(),
+            content: content.to_map(),
+            created_at: h.clock.now(),
+            expires_at: h.clock.now() + time::Duration::seconds(60),
+        })
+        .await
+        .unwrap();
+    code
+}
+
+use portcullis_core::client::ClientId;
+
+/// A code redemption by `tpp` with a fresh assertion and a proof by `key`.
+async fn redeem(
+    h: &Harness,
+    tpp: &Tpp,
+    code: &str,
+    key: &SigningKey,
+    change: &[(&str, &str)],
+) -> Answer {
+    let assertion = tpp.assertion(h);
+    let mut pairs: Vec<(&str, &str)> = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+    ];
+    pairs.retain(|(k, _)| !change.iter().any(|(c, _)| c == k));
+    pairs.extend(change.iter().filter(|(_, v)| !v.is_empty()).copied());
+    pairs.extend([
+        ("client_assertion_type", JWT_BEARER),
+        ("client_assertion", assertion.as_str()),
+    ]);
+    let proof = dpop_proof(h, key);
+    send(h, token_request(&pairs, &[("dpop", &proof)])).await
+}
+
+/// Verifies a JWT of ours with `jsonwebtoken` against `/jwks`.
+async fn verify_ours(h: &Harness, jwt: &str, audience: &str) -> Value {
+    let (_, _, jwks) = crate::routes::tests::get(&h.router, "/jwks").await;
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks).unwrap();
+    let header = jsonwebtoken::decode_header(jwt).unwrap();
+    let key =
+        jsonwebtoken::DecodingKey::from_jwk(set.find(header.kid.as_deref().unwrap()).unwrap())
+            .unwrap();
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.set_audience(&[audience]);
+    validation.set_issuer(&[ISSUER]);
+    jsonwebtoken::decode::<Value>(jwt, &key, &validation)
+        .unwrap()
+        .claims
+}
+
+#[tokio::test]
+async fn a_code_gives_a_dpop_bound_access_token_with_its_grant_and_an_id_token() {
+    let h = harness().await;
+    let f = flow(&h).await;
+    let code = issue_code(&h, &f, None).await;
+    let key = dpop_key();
+    let answer = redeem(&h, &f.tpp, &code, &key, &[]).await;
+    let access_token = answer.issued("DPoP", "openid accounts");
+    assert_eq!(answer.body["grant_id"], f.grant_id);
+    assert_eq!(
+        answer.body["authorization_details"][0]["type"],
+        "account_information"
+    );
+
+    let claims = verified_claims(&h, &access_token, ACCOUNTS).await;
+    assert_eq!(claims["sub"], f.user.to_string());
+    assert_eq!(claims["grant_id"], f.grant_id);
+    assert_eq!(claims["cnf"], json!({ "jkt": thumbprint(&key) }));
+    assert_eq!(
+        claims["aud"],
+        json!([ACCOUNTS, ISSUER]),
+        "the resource, and userinfo"
+    );
+    assert_eq!(
+        claims["authorization_details"][0]["actions"],
+        json!(["read_balances"])
+    );
+
+    // OIDC Core §3.1.3.6, checked with jsonwebtoken.
+    let id_token = answer.body["id_token"].as_str().unwrap();
+    assert_eq!(
+        jsonwebtoken::decode_header(id_token).unwrap().alg,
+        jsonwebtoken::Algorithm::ES256
+    );
+    let id = verify_ours(&h, id_token, &f.tpp.id).await;
+    assert_eq!(id["sub"], f.user.to_string());
+    assert_eq!(id["nonce"], "nonce-1");
+    assert_eq!(id["acr"], "urn:bank:sca");
+    assert_eq!(id["amr"], json!(["pwd", "otp"]));
+    assert_eq!(id["auth_time"], now(&h) - 20);
+    assert_eq!(
+        id["email"], "alice@bank.example",
+        "asked for in claims.id_token"
+    );
+    assert!(id.get("name").is_none(), "profile claims go to userinfo");
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, access_token.as_bytes());
+    assert_eq!(
+        id["at_hash"],
+        URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16])
+    );
+}
+
+#[tokio::test]
+async fn checklist_1_a_reused_code_is_invalid_grant_and_revokes_its_grant() {
+    let h = harness().await;
+    let f = flow(&h).await;
+    let code = issue_code(&h, &f, None).await;
+    redeem(&h, &f.tpp, &code, &dpop_key(), &[])
+        .await
+        .issued("DPoP", "openid accounts");
+    redeem(&h, &f.tpp, &code, &dpop_key(), &[]).await.refused(
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "used before",
+    );
+    let grant = h.state.store.grants().find(&f.grant_id).await.unwrap();
+    assert!(grant.revoked_at.is_some(), "the grant is revoked");
+    // A new code of the revoked grant is worthless.
+    let later = issue_code(&h, &f, None).await;
+    redeem(&h, &f.tpp, &later, &dpop_key(), &[]).await.refused(
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "withdrawn",
+    );
+    let events = h.state.store.events().list(0, 100).await.unwrap();
+    assert!(events.iter().any(|e| e.event.action == "code.reused"));
+}
+
+#[tokio::test]
+async fn checklist_2_3_5_6_8_11_the_code_its_client_its_redirect_uri_and_pkce() {
+    let h = harness().await;
+    let f = flow(&h).await;
+    let key = dpop_key();
+    let cases: [(&[(&str, &str)], &str); 6] = [
+        (&[("code_verifier", "")], "code_verifier is required"),
+        (
+            &[(
+                "code_verifier",
+                "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj",
+            )],
+            "does not match",
+        ),
+        (&[("code_verifier", "too-short")], "43 to 128"),
+        (
+            &[("redirect_uri", "https://tpp.example/other")],
+            "redirect_uri",
+        ),
+        (&[("redirect_uri", "")], "redirect_uri"),
+        (&[("code", "no-such-code")], "not valid"),
+    ];
+    for (change, rule) in cases {
+        let code = issue_code(&h, &f, None).await;
+        redeem(&h, &f.tpp, &code, &key, change).await.refused(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            rule,
+        );
+    }
+    // #3: another client.
+    let other =
+        private_key_jwt_client_with(&h, ClientProfile::Fapi2, ClientSettings::default()).await;
+    let mut metadata = machine_client("private_key_jwt");
+    metadata["grant_types"] = json!(["authorization_code"]);
+    metadata["response_types"] = json!(["code"]);
+    metadata["redirect_uris"] = json!([REDIRECT]);
+    metadata["jwks"] = jwks_of(&[public_jwk(&other.key)]);
+    let thief = register(
+        &h,
+        metadata,
+        ClientProfile::Fapi2,
+        ClientSettings::default(),
+    )
+    .await;
+    let thief = Tpp {
+        id: thief.client.client_id.to_string(),
+        key: other.key,
+    };
+    let code = issue_code(&h, &f, None).await;
+    redeem(&h, &thief, &code, &key, &[]).await.refused(
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "another client",
+    );
+    // #2: after 60 s.
+    let code = issue_code(&h, &f, None).await;
+    h.clock.advance(time::Duration::seconds(61));
+    redeem(&h, &f.tpp, &code, &key, &[]).await.refused(
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "60 s",
+    );
+}
+
+#[tokio::test]
+async fn checklist_41_a_code_bound_to_a_dpop_key_needs_that_key() {
+    let h = harness().await;
+    let f = flow(&h).await;
+    let key = dpop_key();
+    let code = issue_code(&h, &f, Some(thumbprint(&key))).await;
+    redeem(&h, &f.tpp, &code, &dpop_key(), &[]).await.refused(
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "RFC 9449 §10",
+    );
+    let code = issue_code(&h, &f, Some(thumbprint(&key))).await;
+    redeem(&h, &f.tpp, &code, &key, &[])
+        .await
+        .issued("DPoP", "openid accounts");
+}
+
+#[tokio::test]
+async fn twenty_concurrent_redemptions_of_one_code_give_exactly_one_token() {
+    let h = Arc::new(harness().await);
+    let f = Arc::new(flow(&h).await);
+    let code = Arc::new(issue_code(&h, &f, None).await);
+    let attempts: Vec<_> = (0..20)
+        .map(|_| {
+            let (h, f, code) = (h.clone(), f.clone(), code.clone());
+            tokio::spawn(async move { redeem(&h, &f.tpp, &code, &dpop_key(), &[]).await.status })
+        })
+        .collect();
+    let mut ok = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            StatusCode::OK => ok += 1,
+            status => assert_eq!(status, StatusCode::BAD_REQUEST),
+        }
+    }
+    assert_eq!(ok, 1);
+}

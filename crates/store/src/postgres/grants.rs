@@ -1,0 +1,225 @@
+//! Grants and authorization codes on PostgreSQL. Redeeming a code is a single
+//! `UPDATE … WHERE consumed_at IS NULL RETURNING`: of concurrent updates of one row, the first
+//! takes the row lock and the others, once it commits, re-check the condition on the new row
+//! version, find it used and update nothing. Revoking a grant works the same way.
+
+use portcullis_core::client::secret::SecretHash;
+use portcullis_core::store::{CodeStore, Grant, GrantStore, Redemption, StoreError, StoredCode};
+use sqlx::PgPool;
+use sqlx::types::Json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::convert;
+use crate::error::{from_sqlx, one_row};
+
+#[derive(Debug, Clone)]
+pub(crate) struct PgGrants(pub(crate) PgPool);
+
+#[derive(Debug, Clone)]
+pub(crate) struct PgCodes(pub(crate) PgPool);
+
+#[derive(sqlx::FromRow)]
+struct GrantRow {
+    grant_id: String,
+    client_id: String,
+    subject: Uuid,
+    content: Json<serde_json::Value>,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+    expires_at: Option<OffsetDateTime>,
+    revoked_at: Option<OffsetDateTime>,
+}
+
+impl TryFrom<GrantRow> for Grant {
+    type Error = StoreError;
+    fn try_from(row: GrantRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            grant_id: row.grant_id,
+            client_id: convert::client_id(row.client_id)?,
+            subject: row.subject,
+            content: convert::grant_content(row.content.0)?,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            expires_at: row.expires_at,
+            revoked_at: row.revoked_at,
+        })
+    }
+}
+
+const GRANT_COLUMNS: &str =
+    "grant_id, client_id, subject, content, created_at, updated_at, expires_at, revoked_at";
+
+#[async_trait::async_trait]
+impl GrantStore for PgGrants {
+    async fn add(&self, grant: &Grant) -> Result<(), StoreError> {
+        sqlx::query(
+            r#"INSERT INTO grants (grant_id, client_id, subject, content, created_at, updated_at,
+                                   expires_at, revoked_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"#,
+        )
+        .bind(grant.grant_id.as_str())
+        .bind(grant.client_id.as_str())
+        .bind(grant.subject)
+        .bind(Json(&grant.content))
+        .bind(grant.created_at)
+        .bind(grant.updated_at)
+        .bind(grant.expires_at)
+        .bind(grant.revoked_at)
+        .execute(&self.0)
+        .await
+        .map(drop)
+        .map_err(from_sqlx)
+    }
+
+    async fn find(&self, grant_id: &str) -> Result<Grant, StoreError> {
+        sqlx::query_as::<_, GrantRow>(&format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE grant_id = $1"
+        ))
+        .bind(grant_id)
+        .fetch_one(&self.0)
+        .await
+        .map_err(from_sqlx)?
+        .try_into()
+    }
+
+    async fn update(&self, grant: &Grant) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            r#"UPDATE grants SET content = $2, updated_at = $3, expires_at = $4
+               WHERE grant_id = $1 AND revoked_at IS NULL"#,
+        )
+        .bind(grant.grant_id.as_str())
+        .bind(Json(&grant.content))
+        .bind(grant.updated_at)
+        .bind(grant.expires_at)
+        .execute(&self.0)
+        .await
+        .map_err(from_sqlx)?;
+        one_row(done.rows_affected())
+    }
+
+    async fn revoke(&self, grant_id: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE grants SET revoked_at = $2 WHERE grant_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(grant_id)
+        .bind(now)
+        .execute(&self.0)
+        .await
+        .map_err(from_sqlx)?;
+        if done.rows_affected() > 0 {
+            return Ok(true);
+        }
+        // Nothing changed: either revoked before, or not there at all.
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM grants WHERE grant_id = $1)")
+                .bind(grant_id)
+                .fetch_one(&self.0)
+                .await
+                .map_err(from_sqlx)?;
+        if exists {
+            Ok(false)
+        } else {
+            Err(StoreError::NotFound)
+        }
+    }
+
+    async fn list_for_subject(&self, subject: Uuid) -> Result<Vec<Grant>, StoreError> {
+        sqlx::query_as::<_, GrantRow>(&format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE subject = $1
+             ORDER BY created_at DESC, grant_id"
+        ))
+        .bind(subject)
+        .fetch_all(&self.0)
+        .await
+        .map_err(from_sqlx)?
+        .into_iter()
+        .map(Grant::try_from)
+        .collect()
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct CodeRow {
+    handle: Vec<u8>,
+    client_id: String,
+    grant_id: String,
+    content: Json<serde_json::Value>,
+    created_at: OffsetDateTime,
+    expires_at: OffsetDateTime,
+}
+
+impl TryFrom<CodeRow> for StoredCode {
+    type Error = StoreError;
+    fn try_from(row: CodeRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            handle: convert::code_handle(&row.handle)?,
+            client_id: convert::client_id(row.client_id)?,
+            grant_id: row.grant_id,
+            content: convert::code_content(row.content.0)?,
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+        })
+    }
+}
+
+const CODE_COLUMNS: &str = "handle, client_id, grant_id, content, created_at, expires_at";
+
+#[async_trait::async_trait]
+impl CodeStore for PgCodes {
+    async fn add(&self, code: &StoredCode) -> Result<(), StoreError> {
+        sqlx::query(
+            r#"INSERT INTO authorization_codes (handle, client_id, grant_id, content, created_at,
+                                                expires_at)
+               VALUES ($1, $2, $3, $4, $5, $6)"#,
+        )
+        .bind(code.handle.as_bytes().as_slice())
+        .bind(code.client_id.as_str())
+        .bind(code.grant_id.as_str())
+        .bind(Json(&code.content))
+        .bind(code.created_at)
+        .bind(code.expires_at)
+        .execute(&self.0)
+        .await
+        .map(drop)
+        .map_err(from_sqlx)
+    }
+
+    async fn redeem(
+        &self,
+        handle: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Redemption, StoreError> {
+        let redeemed = sqlx::query_as::<_, CodeRow>(&format!(
+            "UPDATE authorization_codes SET consumed_at = $2
+             WHERE handle = $1 AND consumed_at IS NULL RETURNING {CODE_COLUMNS}"
+        ))
+        .bind(handle.as_bytes().as_slice())
+        .bind(now)
+        .fetch_optional(&self.0)
+        .await
+        .map_err(from_sqlx)?;
+        if let Some(row) = redeemed {
+            return Ok(Redemption::Redeemed(row.try_into()?));
+        }
+        // Nothing updated: either used before (a replay), or not there at all.
+        sqlx::query_as::<_, CodeRow>(&format!(
+            "SELECT {CODE_COLUMNS} FROM authorization_codes WHERE handle = $1"
+        ))
+        .bind(handle.as_bytes().as_slice())
+        .fetch_one(&self.0)
+        .await
+        .map_err(from_sqlx)?
+        .try_into()
+        .map(Redemption::Reused)
+    }
+
+    async fn purge_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        sqlx::query("DELETE FROM authorization_codes WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.0)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(from_sqlx)
+    }
+}
