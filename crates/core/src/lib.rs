@@ -3,6 +3,7 @@
 //! `Rng` that every time- or randomness-dependent decision takes as a parameter. It does no I/O.
 
 pub mod access_token;
+pub mod accounts;
 pub mod assertion;
 pub mod audit;
 pub mod authz;

@@ -71,6 +71,8 @@ pub struct AppState {
     pub passwords: Arc<PasswordService>,
     /// DPoP nonces, when `dpop.require_nonce` is set.
     pub dpop_nonces: Option<Arc<portcullis_core::dpop_nonce::DpopNonces>>,
+    /// Where the customers' accounts come from (the consent page's choices).
+    pub accounts: Arc<dyn portcullis_core::accounts::AccountDirectory>,
     /// The resource servers `/token` reads, cached per replica.
     pub resources: Arc<crate::resources::ResourceCache>,
     /// Dynamic client registration's admission rules.

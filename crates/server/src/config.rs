@@ -417,12 +417,27 @@ pub struct AuthorizationConfig {
     /// How long a pushed authorization request can be used, in seconds (RFC 9126 `expires_in`;
     /// 10 to 599: FAPI2 SP 5.3.2.2-12 wants under 600).
     pub request_lifetime_secs: u32,
+    /// How long a code can be redeemed, in seconds (10 to 60: FAPI2 SP 5.3.2.1-11).
+    pub code_lifetime_secs: u32,
+    /// How long a customer has to log in and consent, in seconds.
+    pub interaction_lifetime_secs: u32,
+    /// A session ends after this many seconds without use.
+    pub session_idle_secs: u32,
+    /// A session ends this many seconds after login, whatever happens.
+    pub session_absolute_secs: u32,
+    /// The bank's name on the customer's pages.
+    pub service_name: String,
 }
 
 impl Default for AuthorizationConfig {
     fn default() -> Self {
         Self {
             request_lifetime_secs: 90,
+            code_lifetime_secs: 60,
+            interaction_lifetime_secs: 600,
+            session_idle_secs: 900,
+            session_absolute_secs: 8 * 3600,
+            service_name: "Portcullis Bank".into(),
         }
     }
 }
@@ -681,6 +696,42 @@ impl Config {
             return Err(ConfigError::new(
                 "tokens.access_token_lifetime_secs",
                 "must be 60 to 3600",
+            ));
+        }
+        let a = &self.authorization;
+        for (key, value, range) in [
+            (
+                "authorization.code_lifetime_secs",
+                a.code_lifetime_secs,
+                10..=60,
+            ),
+            (
+                "authorization.interaction_lifetime_secs",
+                a.interaction_lifetime_secs,
+                60..=3600,
+            ),
+            (
+                "authorization.session_idle_secs",
+                a.session_idle_secs,
+                60..=86_400,
+            ),
+            (
+                "authorization.session_absolute_secs",
+                a.session_absolute_secs,
+                60..=7 * 86_400,
+            ),
+        ] {
+            if !range.contains(&value) {
+                return Err(ConfigError::new(
+                    key,
+                    format!("must be {} to {}", range.start(), range.end()),
+                ));
+            }
+        }
+        if a.service_name.trim().is_empty() || a.service_name.len() > 100 {
+            return Err(ConfigError::new(
+                "authorization.service_name",
+                "must be 1 to 100 characters",
             ));
         }
         if !(10..=599).contains(&self.authorization.request_lifetime_secs) {

@@ -247,6 +247,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         client_auth,
         passwords,
         dpop_nonces,
+        accounts: Arc::new(portcullis_core::accounts::DemoDirectory),
         resources,
         registration,
         #[cfg(feature = "test-hooks")]

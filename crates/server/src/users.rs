@@ -504,6 +504,12 @@ mod tests {
         fn codes(&self) -> &dyn portcullis_core::store::CodeStore {
             self.0.codes()
         }
+        fn sessions(&self) -> &dyn portcullis_core::store::SessionStore {
+            self.0.sessions()
+        }
+        fn interactions(&self) -> &dyn portcullis_core::store::InteractionStore {
+            self.0.interactions()
+        }
     }
 
     struct Fixture {

@@ -80,6 +80,30 @@ pub(crate) fn code_content(value: Value) -> Result<Map<String, Value>, StoreErro
     }
 }
 
+pub(crate) fn session_handle(value: &[u8]) -> Result<SecretHash, StoreError> {
+    SecretHash::from_bytes(value).ok_or_else(|| corrupt("sessions.handle", "not 32 bytes"))
+}
+
+pub(crate) fn session_amr(value: Value) -> Result<Vec<String>, StoreError> {
+    serde_json::from_value(value).map_err(|e| corrupt("sessions.amr", e))
+}
+
+pub(crate) fn interaction_handle(value: &[u8]) -> Result<SecretHash, StoreError> {
+    SecretHash::from_bytes(value).ok_or_else(|| corrupt("interactions.handle", "not 32 bytes"))
+}
+
+pub(crate) fn interaction_request_handle(value: &[u8]) -> Result<SecretHash, StoreError> {
+    SecretHash::from_bytes(value)
+        .ok_or_else(|| corrupt("interactions.request_handle", "not 32 bytes"))
+}
+
+pub(crate) fn interaction_state(value: Value) -> Result<Map<String, Value>, StoreError> {
+    match value {
+        Value::Object(members) => Ok(members),
+        _ => Err(corrupt("interactions.state", "not a JSON object")),
+    }
+}
+
 pub(crate) fn client_settings(value: Value) -> Result<ClientSettings, StoreError> {
     serde_json::from_value(value).map_err(|e| corrupt("clients.settings", e))
 }

@@ -44,6 +44,14 @@ macro_rules! aggregate_accessors {
         fn codes(&self) -> &dyn portcullis_core::store::CodeStore {
             &self.codes
         }
+
+        fn sessions(&self) -> &dyn portcullis_core::store::SessionStore {
+            &self.sessions
+        }
+
+        fn interactions(&self) -> &dyn portcullis_core::store::InteractionStore {
+            &self.interactions
+        }
     };
 }
 pub(crate) use aggregate_accessors;

@@ -16,8 +16,8 @@ use portcullis_core::client::{Client, ClientId, ClientProfile};
 use portcullis_core::keys::{KeyEncryptionKey, StoredSigningKey};
 use portcullis_core::resource::{ResourceMetadata, ResourceServer};
 use portcullis_core::store::{
-    FirstUse, Grant, PushedRequest, Redemption, ReplayKey, ReplayKind, Store, StoreError,
-    StoredCode,
+    FirstUse, Grant, Interaction, PushedRequest, Redemption, ReplayKey, ReplayKind, Session, Store,
+    StoreError, StoredCode,
 };
 use portcullis_core::user::{PasswordHash, User, Username};
 use portcullis_core::{Rng as _, SeededRng};
@@ -149,6 +149,40 @@ fn code(handle: &str, grant: &Grant, created_at: OffsetDateTime) -> StoredCode {
         .clone(),
         created_at,
         expires_at: created_at + Duration::seconds(60),
+    }
+}
+
+fn session(handle: &str, user: &User, created_at: OffsetDateTime) -> Session {
+    Session {
+        handle: SecretHash::of(handle),
+        user_id: user.id,
+        auth_time: created_at,
+        acr: Some("urn:bank:sca".into()),
+        amr: vec!["pwd".into(), "otp".into()],
+        created_at,
+        last_seen_at: created_at,
+        expires_at: created_at + Duration::hours(8),
+    }
+}
+
+fn interaction(handle: &str, client: &Client, created_at: OffsetDateTime) -> Interaction {
+    Interaction {
+        handle: SecretHash::of(handle),
+        request_handle: SecretHash::of(&format!("request-of-{handle}")),
+        client_id: client.client_id.clone(),
+        state: serde_json::json!({
+            "stage": "login",
+            "interaction": handle,
+            "user_id": null,
+            "amr": [],
+            "failed_attempts": 0,
+            "risk": {"score": 0.25, "signals": ["new-device"], "näme": "Zoë \"quoted\" \u{1F510}"}
+        })
+        .as_object()
+        .unwrap()
+        .clone(),
+        created_at,
+        expires_at: created_at + Duration::minutes(10),
     }
 }
 
@@ -1232,6 +1266,581 @@ mod suite {
         assert_eq!(store.grants().find("grant-1").await.unwrap(), consent);
     }
 
+    pub async fn sessions_round_trip_with_all_fields_until_they_expire(store: Arc<dyn Store>) {
+        let alice = user("alice");
+        store.users().add(&alice).await.unwrap();
+        let sessions = store.sessions();
+        let mut full = session("cookie-1", &alice, at_micros(0));
+        full.auth_time = at_micros(-30);
+        full.last_seen_at = at_micros(60);
+        // The other way round: no acr, no amr.
+        let mut bare = session("cookie-2", &alice, at_micros(1));
+        bare.acr = None;
+        bare.amr = Vec::new();
+        sessions.add(&full).await.unwrap();
+        sessions.add(&bare).await.unwrap();
+
+        assert_eq!(sessions.find(&full.handle, at(10)).await.unwrap(), full);
+        assert_eq!(sessions.find(&bare.handle, at(10)).await.unwrap(), bare);
+        let just_before = full.expires_at - Duration::microseconds(1);
+        assert_eq!(
+            sessions.find(&full.handle, just_before).await.unwrap(),
+            full
+        );
+        // Expired at its expiry instant and after, whatever last_seen_at says.
+        for now in [full.expires_at, full.expires_at + Duration::hours(1)] {
+            assert!(matches!(
+                sessions.find(&full.handle, now).await,
+                Err(StoreError::NotFound)
+            ));
+        }
+        assert!(matches!(
+            sessions.find(&SecretHash::of("cookie-3"), at(0)).await,
+            Err(StoreError::NotFound)
+        ));
+    }
+
+    pub async fn session_handles_are_unique_and_name_a_known_user(store: Arc<dyn Store>) {
+        let alice = user("alice");
+        let bob = user("bob");
+        store.users().add(&alice).await.unwrap();
+        store.users().add(&bob).await.unwrap();
+        let sessions = store.sessions();
+        let first = session("cookie-1", &alice, at(0));
+        sessions.add(&first).await.unwrap();
+
+        // The same handle again, even for another customer, is refused.
+        let mut again = session("cookie-1", &bob, at(5));
+        again.amr = vec!["pwd".into()];
+        let duplicate = sessions.add(&again).await;
+        assert!(
+            matches!(duplicate, Err(StoreError::Conflict(_))),
+            "{duplicate:?}"
+        );
+        assert_eq!(sessions.find(&first.handle, at(10)).await.unwrap(), first);
+
+        // A session cannot name a customer that does not exist.
+        let stranger = user("stranger");
+        let orphan = sessions.add(&session("cookie-2", &stranger, at(0))).await;
+        assert!(matches!(orphan, Err(StoreError::Conflict(_))), "{orphan:?}");
+        assert!(matches!(
+            sessions.find(&SecretHash::of("cookie-2"), at(0)).await,
+            Err(StoreError::NotFound)
+        ));
+    }
+
+    pub async fn a_session_is_touched_and_removed_idempotently(store: Arc<dyn Store>) {
+        let alice = user("alice");
+        store.users().add(&alice).await.unwrap();
+        let sessions = store.sessions();
+        let active = session("cookie-1", &alice, at_micros(0));
+        let other = session("cookie-2", &alice, at_micros(0));
+        sessions.add(&active).await.unwrap();
+        sessions.add(&other).await.unwrap();
+
+        // Only last_seen_at moves, and only on that session.
+        sessions
+            .touch(&active.handle, at_micros(300))
+            .await
+            .unwrap();
+        let mut touched = active.clone();
+        touched.last_seen_at = at_micros(300);
+        assert_eq!(
+            sessions.find(&active.handle, at(301)).await.unwrap(),
+            touched
+        );
+        assert_eq!(sessions.find(&other.handle, at(301)).await.unwrap(), other);
+        assert!(matches!(
+            sessions.touch(&SecretHash::of("cookie-3"), at(301)).await,
+            Err(StoreError::NotFound)
+        ));
+
+        // Logging out twice is fine; the session is gone after the first.
+        sessions.remove(&active.handle).await.unwrap();
+        assert!(matches!(
+            sessions.find(&active.handle, at(302)).await,
+            Err(StoreError::NotFound)
+        ));
+        sessions.remove(&active.handle).await.unwrap();
+        sessions.remove(&SecretHash::of("cookie-3")).await.unwrap();
+        assert!(matches!(
+            sessions.touch(&active.handle, at(303)).await,
+            Err(StoreError::NotFound)
+        ));
+        assert_eq!(sessions.find(&other.handle, at(303)).await.unwrap(), other);
+    }
+
+    pub async fn sessions_are_removed_per_user(store: Arc<dyn Store>) {
+        let alice = user("alice");
+        let bob = user("bob");
+        store.users().add(&alice).await.unwrap();
+        store.users().add(&bob).await.unwrap();
+        let sessions = store.sessions();
+        let laptop = session("cookie-1", &alice, at(0));
+        let phone = session("cookie-2", &alice, at(10));
+        let kept = session("cookie-3", &bob, at(0));
+        for each in [&laptop, &phone, &kept] {
+            sessions.add(each).await.unwrap();
+        }
+
+        assert_eq!(sessions.remove_for_user(alice.id).await.unwrap(), 2);
+        for gone in [&laptop, &phone] {
+            assert!(matches!(
+                sessions.find(&gone.handle, at(20)).await,
+                Err(StoreError::NotFound)
+            ));
+        }
+        assert_eq!(sessions.find(&kept.handle, at(20)).await.unwrap(), kept);
+        assert_eq!(sessions.remove_for_user(alice.id).await.unwrap(), 0);
+        assert_eq!(sessions.remove_for_user(Uuid::new_v4()).await.unwrap(), 0);
+        // The account itself stays.
+        assert_eq!(store.users().find_by_id(alice.id).await.unwrap(), alice);
+    }
+
+    pub async fn sessions_go_with_their_user(store: Arc<dyn Store>) {
+        let alice = user("alice");
+        let bob = user("bob");
+        store.users().add(&alice).await.unwrap();
+        store.users().add(&bob).await.unwrap();
+        let sessions = store.sessions();
+        let gone = session("cookie-1", &alice, at(0));
+        let kept = session("cookie-2", &bob, at(0));
+        sessions.add(&gone).await.unwrap();
+        sessions.add(&kept).await.unwrap();
+
+        // A session does not hold its customer: removing the account removes it.
+        store.users().remove(alice.id).await.unwrap();
+        assert!(matches!(
+            sessions.find(&gone.handle, at(1)).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            sessions.touch(&gone.handle, at(1)).await,
+            Err(StoreError::NotFound)
+        ));
+        assert_eq!(sessions.find(&kept.handle, at(1)).await.unwrap(), kept);
+        assert_eq!(sessions.purge_expired(at(100_000)).await.unwrap(), 1);
+    }
+
+    pub async fn sessions_purge_removes_only_expired_ones(store: Arc<dyn Store>) {
+        let alice = user("alice");
+        store.users().add(&alice).await.unwrap();
+        let sessions = store.sessions();
+        // Expiring at 8 hours plus 0, 10, 20 and 30 seconds.
+        let all: Vec<Session> = (0..4)
+            .map(|i| session(&format!("cookie-{i}"), &alice, at(i * 10)))
+            .collect();
+        for each in &all {
+            sessions.add(each).await.unwrap();
+        }
+        let expiry = |seconds: i64| at(seconds) + Duration::hours(8);
+
+        assert_eq!(sessions.purge_expired(at(0)).await.unwrap(), 0);
+        // Expired at exactly their expiry instant, as `find` sees them; recent use does not
+        // matter.
+        sessions.touch(&all[1].handle, expiry(5)).await.unwrap();
+        assert_eq!(sessions.purge_expired(expiry(10)).await.unwrap(), 2);
+        for gone in &all[..2] {
+            assert!(matches!(
+                sessions.touch(&gone.handle, expiry(10)).await,
+                Err(StoreError::NotFound)
+            ));
+        }
+        for kept in &all[2..] {
+            assert_eq!(
+                sessions.find(&kept.handle, expiry(10)).await.unwrap(),
+                *kept
+            );
+        }
+        assert_eq!(sessions.purge_expired(expiry(10)).await.unwrap(), 0);
+        assert_eq!(sessions.purge_expired(expiry(1000)).await.unwrap(), 2);
+        for each in &all {
+            assert!(matches!(
+                sessions.find(&each.handle, at(0)).await,
+                Err(StoreError::NotFound)
+            ));
+        }
+        // Purging sessions leaves the account.
+        assert_eq!(store.users().find_by_id(alice.id).await.unwrap(), alice);
+    }
+
+    pub async fn interactions_round_trip_until_they_expire(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        let interactions = store.interactions();
+        // The pushed request it completes is stored, but not referenced: consuming the request
+        // leaves the interaction.
+        let request = pushed("uri-1", &tpp, at(0));
+        store.pushed_requests().add(&request).await.unwrap();
+        let mut started = interaction("flow-1", &tpp, at_micros(0));
+        started.request_handle = request.handle.clone();
+        interactions.add(&started).await.unwrap();
+        // A request handle naming nothing stored is accepted too.
+        let unbound = interaction("flow-2", &tpp, at_micros(1));
+        interactions.add(&unbound).await.unwrap();
+
+        assert_eq!(
+            interactions.find(&started.handle, at(10)).await.unwrap(),
+            started
+        );
+        assert_eq!(
+            interactions.find(&unbound.handle, at(10)).await.unwrap(),
+            unbound
+        );
+        store
+            .pushed_requests()
+            .consume(&request.handle, at(10))
+            .await
+            .unwrap();
+        assert_eq!(
+            interactions.find(&started.handle, at(10)).await.unwrap(),
+            started
+        );
+
+        let just_before = started.expires_at - Duration::microseconds(1);
+        assert_eq!(
+            interactions
+                .find(&started.handle, just_before)
+                .await
+                .unwrap(),
+            started
+        );
+        // Expired at its expiry instant and after.
+        for now in [started.expires_at, started.expires_at + Duration::hours(1)] {
+            assert!(matches!(
+                interactions.find(&started.handle, now).await,
+                Err(StoreError::NotFound)
+            ));
+        }
+        assert!(matches!(
+            interactions.find(&SecretHash::of("flow-3"), at(0)).await,
+            Err(StoreError::NotFound)
+        ));
+    }
+
+    pub async fn interaction_handles_are_unique_and_name_a_known_client(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        let other = client("tpp-2", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        store.clients().add(&other).await.unwrap();
+        let interactions = store.interactions();
+        let first = interaction("flow-1", &tpp, at(0));
+        interactions.add(&first).await.unwrap();
+
+        // The same handle again, even for another client with another state, is refused.
+        let mut again = interaction("flow-1", &other, at(5));
+        again.state.insert("stage".into(), "consent".into());
+        let duplicate = interactions.add(&again).await;
+        assert!(
+            matches!(duplicate, Err(StoreError::Conflict(_))),
+            "{duplicate:?}"
+        );
+        assert_eq!(
+            interactions.find(&first.handle, at(10)).await.unwrap(),
+            first
+        );
+
+        // An interaction cannot name a client that does not exist.
+        let stranger = client("nobody", ClientProfile::Fapi2);
+        let orphan = interactions
+            .add(&interaction("flow-2", &stranger, at(0)))
+            .await;
+        assert!(matches!(orphan, Err(StoreError::Conflict(_))), "{orphan:?}");
+        assert!(matches!(
+            interactions.find(&SecretHash::of("flow-2"), at(0)).await,
+            Err(StoreError::NotFound)
+        ));
+    }
+
+    pub async fn an_interaction_advances_only_from_the_expected_state(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        let interactions = store.interactions();
+        let started = interaction("flow-1", &tpp, at_micros(0));
+        let untouched = interaction("flow-2", &tpp, at_micros(0));
+        interactions.add(&started).await.unwrap();
+        interactions.add(&untouched).await.unwrap();
+        let object = |value: serde_json::Value| value.as_object().unwrap().clone();
+        let user_id = Uuid::new_v4().to_string();
+
+        // Login: from the state it was started with.
+        let logged_in = object(serde_json::json!({
+            "stage": "second_factor",
+            "interaction": "flow-1",
+            "user_id": user_id,
+            "amr": ["pwd"],
+            "failed_attempts": 1,
+            "risk": {"score": 0.25, "signals": ["new-device"], "näme": "Zoë \"quoted\" \u{1F510}"}
+        }));
+        assert!(
+            interactions
+                .advance(&started.handle, &started.state, &logged_in)
+                .await
+                .unwrap()
+        );
+        let mut expected = started.clone();
+        expected.state = logged_in.clone();
+        assert_eq!(
+            interactions.find(&started.handle, at(1)).await.unwrap(),
+            expected
+        );
+
+        // A second tab still holding the first state loses, and changes nothing.
+        let stale = object(serde_json::json!({"stage": "consent", "user_id": "someone-else"}));
+        assert!(
+            !interactions
+                .advance(&started.handle, &started.state, &stale)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            interactions.find(&started.handle, at(1)).await.unwrap(),
+            expected
+        );
+        // Nor does an expected state that differs only in one nested value.
+        let mut almost = logged_in.clone();
+        almost["risk"]["signals"] = serde_json::json!(["new-device", "tor"]);
+        assert!(
+            !interactions
+                .advance(&started.handle, &almost, &stale)
+                .await
+                .unwrap()
+        );
+
+        // Equality is semantic: the same state with its members, at every depth, inserted in
+        // another order still matches.
+        let reordered = object(serde_json::json!({
+            "risk": {"näme": "Zoë \"quoted\" \u{1F510}", "signals": ["new-device"], "score": 0.25},
+            "failed_attempts": 1,
+            "amr": ["pwd"],
+            "user_id": user_id,
+            "interaction": "flow-1",
+            "stage": "second_factor"
+        }));
+        assert_eq!(
+            reordered.keys().next().map(String::as_str),
+            Some("risk"),
+            "the map keeps insertion order, so the order really differs"
+        );
+        let authenticated = object(serde_json::json!({
+            "stage": "consent",
+            "interaction": "flow-1",
+            "user_id": user_id,
+            "amr": ["pwd", "otp"],
+            "failed_attempts": 0,
+            "auth_time": 1_800_000_030
+        }));
+        assert!(
+            interactions
+                .advance(&started.handle, &reordered, &authenticated)
+                .await
+                .unwrap()
+        );
+
+        // The state as read back is a valid expected state.
+        let read_back = interactions.find(&started.handle, at(2)).await.unwrap();
+        assert_eq!(read_back.state, authenticated);
+        let consented = object(serde_json::json!({"stage": "done", "grant_id": "grant-1"}));
+        assert!(
+            interactions
+                .advance(&started.handle, &read_back.state, &consented)
+                .await
+                .unwrap()
+        );
+        expected.state = consented;
+        assert_eq!(
+            interactions.find(&started.handle, at(3)).await.unwrap(),
+            expected
+        );
+        // Only that interaction.
+        assert_eq!(
+            interactions.find(&untouched.handle, at(3)).await.unwrap(),
+            untouched
+        );
+
+        assert!(matches!(
+            interactions
+                .advance(&SecretHash::of("flow-3"), &started.state, &stale)
+                .await,
+            Err(StoreError::NotFound)
+        ));
+    }
+
+    pub async fn interactions_let_exactly_one_of_many_concurrent_advances_through(
+        store: Arc<dyn Store>,
+    ) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        // Several interactions, each raced by 20 advances from the same state, so that an
+        // advance that reads and then writes has many chances to let a second caller through.
+        let raced: Vec<Interaction> = (0..5)
+            .map(|i| interaction(&format!("raced-{i}"), &tpp, at(0)))
+            .collect();
+        for each in &raced {
+            store.interactions().add(each).await.unwrap();
+        }
+
+        // All spawned before any is awaited, so that they run at once.
+        let attempts: Vec<_> = (0..20)
+            .flat_map(|attempt| raced.iter().map(move |each| (attempt, each)))
+            .map(|(attempt, each)| {
+                let store = store.clone();
+                let handle = each.handle.clone();
+                let expected = each.state.clone();
+                let mut next = each.state.clone();
+                next.insert("stage".into(), "second_factor".into());
+                next.insert("by".into(), attempt.into());
+                tokio::spawn(async move {
+                    let won = store
+                        .interactions()
+                        .advance(&handle, &expected, &next)
+                        .await;
+                    (handle, next, won)
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for attempt in attempts {
+            let (handle, next, won) = attempt.await.unwrap();
+            match won {
+                Ok(true) => winners.push((handle, next)),
+                Ok(false) => {}
+                Err(other) => panic!("a losing advance must be false: {other:?}"),
+            }
+        }
+        assert_eq!(
+            winners.len(),
+            raced.len(),
+            "exactly one advance of each wins"
+        );
+        for each in &raced {
+            let won: Vec<_> = winners
+                .iter()
+                .filter(|(handle, _)| *handle == each.handle)
+                .collect();
+            assert_eq!(won.len(), 1, "exactly one advance of each wins");
+            // The winner's state is the one stored.
+            assert_eq!(
+                store
+                    .interactions()
+                    .find(&each.handle, at(1))
+                    .await
+                    .unwrap()
+                    .state,
+                won[0].1
+            );
+        }
+    }
+
+    pub async fn an_interaction_is_removed_once(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        let interactions = store.interactions();
+        let finished = interaction("flow-1", &tpp, at(0));
+        let kept = interaction("flow-2", &tpp, at(0));
+        interactions.add(&finished).await.unwrap();
+        interactions.add(&kept).await.unwrap();
+
+        assert!(interactions.remove(&finished.handle).await.unwrap());
+        assert!(!interactions.remove(&finished.handle).await.unwrap());
+        assert!(
+            !interactions
+                .remove(&SecretHash::of("flow-3"))
+                .await
+                .unwrap()
+        );
+        assert!(matches!(
+            interactions.find(&finished.handle, at(1)).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            interactions
+                .advance(&finished.handle, &finished.state, &kept.state)
+                .await,
+            Err(StoreError::NotFound)
+        ));
+        assert_eq!(interactions.find(&kept.handle, at(1)).await.unwrap(), kept);
+
+        // Of concurrent removes of one interaction, exactly one finishes it; all spawned before
+        // any is awaited, so that they run at once.
+        let attempts: Vec<_> = (0..20)
+            .map(|_| {
+                let store = store.clone();
+                let handle = kept.handle.clone();
+                tokio::spawn(async move { store.interactions().remove(&handle).await.unwrap() })
+            })
+            .collect();
+        let mut removed = 0;
+        for attempt in attempts {
+            if attempt.await.unwrap() {
+                removed += 1;
+            }
+        }
+        assert_eq!(removed, 1, "exactly one remove finishes it");
+    }
+
+    pub async fn interactions_go_with_their_client(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        let other = client("tpp-2", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        store.clients().add(&other).await.unwrap();
+        let interactions = store.interactions();
+        let gone = interaction("flow-1", &tpp, at(0));
+        let kept = interaction("flow-2", &other, at(0));
+        interactions.add(&gone).await.unwrap();
+        interactions.add(&kept).await.unwrap();
+
+        // An interaction does not hold its client: removing the client removes it.
+        store.clients().remove(&tpp.client_id).await.unwrap();
+        assert!(matches!(
+            interactions.find(&gone.handle, at(1)).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            interactions
+                .advance(&gone.handle, &gone.state, &kept.state)
+                .await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(!interactions.remove(&gone.handle).await.unwrap());
+        assert_eq!(interactions.find(&kept.handle, at(1)).await.unwrap(), kept);
+        assert_eq!(interactions.purge_expired(at(100_000)).await.unwrap(), 1);
+    }
+
+    pub async fn interactions_purge_removes_only_expired_ones(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        let interactions = store.interactions();
+        // Expiring at 600, 610, 620 and 630 seconds.
+        let all: Vec<Interaction> = (0..4)
+            .map(|i| interaction(&format!("flow-{i}"), &tpp, at(i * 10)))
+            .collect();
+        for each in &all {
+            interactions.add(each).await.unwrap();
+        }
+
+        assert_eq!(interactions.purge_expired(at(0)).await.unwrap(), 0);
+        // Expired at exactly their expiry instant, as `find` sees them.
+        assert_eq!(interactions.purge_expired(at(610)).await.unwrap(), 2);
+        for gone in &all[..2] {
+            assert!(!interactions.remove(&gone.handle).await.unwrap());
+        }
+        for kept in &all[2..] {
+            assert_eq!(
+                interactions.find(&kept.handle, at(610)).await.unwrap(),
+                *kept
+            );
+        }
+        assert_eq!(interactions.purge_expired(at(610)).await.unwrap(), 0);
+        assert_eq!(interactions.purge_expired(at(1000)).await.unwrap(), 2);
+        for each in &all {
+            assert!(matches!(
+                interactions.find(&each.handle, at(0)).await,
+                Err(StoreError::NotFound)
+            ));
+        }
+    }
+
     pub async fn ping_answers(store: Arc<dyn Store>) {
         store.ping().await.unwrap();
     }
@@ -1346,4 +1955,17 @@ conformance!(
     codes_let_exactly_one_of_many_concurrent_redeems_through,
     codes_go_with_their_grant_and_client,
     codes_purge_removes_only_expired_ones,
+    sessions_round_trip_with_all_fields_until_they_expire,
+    session_handles_are_unique_and_name_a_known_user,
+    a_session_is_touched_and_removed_idempotently,
+    sessions_are_removed_per_user,
+    sessions_go_with_their_user,
+    sessions_purge_removes_only_expired_ones,
+    interactions_round_trip_until_they_expire,
+    interaction_handles_are_unique_and_name_a_known_client,
+    an_interaction_advances_only_from_the_expected_state,
+    interactions_let_exactly_one_of_many_concurrent_advances_through,
+    an_interaction_is_removed_once,
+    interactions_go_with_their_client,
+    interactions_purge_removes_only_expired_ones,
 );

@@ -19,6 +19,7 @@ mod keys;
 mod pushed;
 mod replay;
 mod resources;
+mod sessions;
 mod users;
 
 use std::fmt;
@@ -30,6 +31,7 @@ pub use keys::SigningKeyStore;
 pub use pushed::{PushedRequest, PushedRequestStore};
 pub use replay::{FirstUse, ReplayKey, ReplayKind, ReplayStore};
 pub use resources::ResourceServerStore;
+pub use sessions::{Interaction, InteractionStore, Session, SessionStore};
 pub use users::UserStore;
 
 /// Which database a store runs on.
@@ -107,4 +109,10 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Authorization codes.
     fn codes(&self) -> &dyn CodeStore;
+
+    /// The customers' browser sessions.
+    fn sessions(&self) -> &dyn SessionStore;
+
+    /// Authorizations in progress.
+    fn interactions(&self) -> &dyn InteractionStore;
 }

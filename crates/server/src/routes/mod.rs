@@ -1,6 +1,7 @@
 //! The HTTP endpoints, one module per endpoint family (DESIGN.md, The public surface).
 
 pub mod admin;
+pub mod authorize;
 mod code_grant;
 pub mod discovery;
 pub mod health;
@@ -44,6 +45,11 @@ pub fn router() -> Router<AppState> {
         .route("/jwks", get(jwks::get))
         .route(token::PATH, post(token::post))
         .route(par::PATH, post(par::post))
+        .route(authorize::PATH, get(authorize::get))
+        .route("/authorize/login", post(authorize::login))
+        .route("/authorize/totp", post(authorize::second_factor))
+        .route("/authorize/consent", post(authorize::consent))
+        .route("/assets/portcullis.css", get(authorize::stylesheet))
         .route(register::PATH, post(register::post))
         .route(
             "/register/{client_id}",

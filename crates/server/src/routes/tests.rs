@@ -100,6 +100,7 @@ pub(crate) async fn harness_with(edit: impl FnOnce(&mut Config)) -> Harness {
         kek: kek.clone(),
         client_auth,
         dpop_nonces,
+        accounts: Arc::new(portcullis_core::accounts::DemoDirectory),
         resources,
         registration,
         passwords: Arc::new(crate::passwords::PasswordService::new(

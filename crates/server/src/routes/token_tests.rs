@@ -14,6 +14,7 @@
 mod authentication;
 mod certificates;
 mod code;
+mod flow;
 mod grant;
 mod par;
 

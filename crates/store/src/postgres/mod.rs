@@ -7,6 +7,7 @@ mod keys;
 mod pushed;
 mod replay;
 mod resources;
+mod sessions;
 mod users;
 
 use portcullis_core::store::{Backend, Store, StoreError};
@@ -32,6 +33,8 @@ pub struct PgStore {
     pushed: pushed::PgPushed,
     grants: grants::PgGrants,
     codes: grants::PgCodes,
+    sessions: sessions::PgSessions,
+    interactions: sessions::PgInteractions,
 }
 
 impl PgStore {
@@ -66,6 +69,8 @@ impl PgStore {
             pushed: pushed::PgPushed(pool.clone()),
             grants: grants::PgGrants(pool.clone()),
             codes: grants::PgCodes(pool.clone()),
+            sessions: sessions::PgSessions(pool.clone()),
+            interactions: sessions::PgInteractions(pool.clone()),
             pool,
         }
     }

@@ -8,12 +8,14 @@ mod keys;
 mod pushed;
 mod replay;
 mod resources;
+mod sessions;
 mod users;
 
 use std::str::FromStr as _;
 use std::time::Duration;
 
 use portcullis_core::store::{Backend, Store, StoreError};
+use serde_json::{Map, Value};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use time::OffsetDateTime;
@@ -37,6 +39,8 @@ pub struct SqliteStore {
     pushed: pushed::SqlitePushed,
     grants: grants::SqliteGrants,
     codes: grants::SqliteCodes,
+    sessions: sessions::SqliteSessions,
+    interactions: sessions::SqliteInteractions,
 }
 
 impl SqliteStore {
@@ -74,6 +78,8 @@ impl SqliteStore {
             pushed: pushed::SqlitePushed(pool.clone()),
             grants: grants::SqliteGrants(pool.clone()),
             codes: grants::SqliteCodes(pool.clone()),
+            sessions: sessions::SqliteSessions(pool.clone()),
+            interactions: sessions::SqliteInteractions(pool.clone()),
             pool,
         }
     }
@@ -128,6 +134,51 @@ pub(crate) fn to_json(value: &impl serde::Serialize) -> Result<String, StoreErro
     serde_json::to_string(value).map_err(|e| StoreError::Backend(Box::new(e)))
 }
 
+/// An object into a JSON column that is compared as text: canonical JSON, with the members of
+/// every object, at every depth, in key order and no whitespace, so that two semantically equal
+/// objects give the same text whatever order their members were inserted in. `to_json` alone
+/// would not do: serde_json's `preserve_order` feature is on in this build (josekit enables it),
+/// so a `Map` keeps insertion order.
+pub(crate) fn to_canonical_json(members: &Map<String, Value>) -> Result<String, StoreError> {
+    to_json(&CanonicalObject(members))
+}
+
+/// An object serialised with its members sorted by key, and its values canonical.
+struct CanonicalObject<'a>(&'a Map<String, Value>);
+
+/// A value serialised with the members of every object in it sorted by key.
+struct Canonical<'a>(&'a Value);
+
+impl serde::Serialize for CanonicalObject<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut members: Vec<(&String, &Value)> = self.0.iter().collect();
+        members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut map = serializer.serialize_map(Some(members.len()))?;
+        for (key, value) in members {
+            map.serialize_entry(key, &Canonical(value))?;
+        }
+        map.end()
+    }
+}
+
+impl serde::Serialize for Canonical<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq as _;
+        match self.0 {
+            Value::Object(members) => CanonicalObject(members).serialize(serializer),
+            Value::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&Canonical(item))?;
+                }
+                seq.end()
+            }
+            scalar => scalar.serialize(serializer),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +188,43 @@ mod tests {
         let at = OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_000).unwrap();
         assert_eq!(from_micros("t", to_micros(at)).unwrap(), at);
         assert!(from_micros("t", i64::MAX).is_err());
+    }
+
+    fn object(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(members) => members,
+            _ => unreachable!("an object literal"),
+        }
+    }
+
+    #[test]
+    fn canonical_json_sorts_members_at_every_depth_whatever_the_insertion_order() {
+        let one = object(serde_json::json!({
+            "stage": "consent",
+            "amr": ["pwd", "otp"],
+            "user": {"id": "u-1", "acr": null, "nested": [{"b": 1, "a": 2.5}]},
+            "attempts": 2
+        }));
+        let other = object(serde_json::json!({
+            "attempts": 2,
+            "user": {"nested": [{"a": 2.5, "b": 1}], "acr": null, "id": "u-1"},
+            "amr": ["pwd", "otp"],
+            "stage": "consent"
+        }));
+        let text = to_canonical_json(&one).unwrap();
+        assert_eq!(
+            text,
+            r#"{"amr":["pwd","otp"],"attempts":2,"stage":"consent","user":{"acr":null,"id":"u-1","nested":[{"a":2.5,"b":1}]}}"#
+        );
+        assert_eq!(to_canonical_json(&other).unwrap(), text);
+        // Read back and written again, it is the same text: what `find` hands out matches.
+        let read_back = object(json("t", &text).unwrap());
+        assert_eq!(to_canonical_json(&read_back).unwrap(), text);
+        // Array order is meaningful and kept.
+        let swapped = object(serde_json::json!({"amr": ["otp", "pwd"]}));
+        assert_eq!(
+            to_canonical_json(&swapped).unwrap(),
+            r#"{"amr":["otp","pwd"]}"#
+        );
     }
 }

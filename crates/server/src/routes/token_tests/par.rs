@@ -9,12 +9,12 @@ use portcullis_core::client::secret::SecretHash;
 use super::*;
 
 const PAR_URL: &str = "https://as.example/par";
-const REDIRECT: &str = "https://tpp.example/cb";
+pub(super) const REDIRECT: &str = "https://tpp.example/cb";
 /// RFC 7636 appendix B's challenge.
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 /// A FAPI 2.0 client of the authorization code flow, authenticating with `private_key_jwt`.
-async fn code_client(h: &Harness, profile: ClientProfile) -> Tpp {
+pub(super) async fn code_client(h: &Harness, profile: ClientProfile) -> Tpp {
     let key = SigningKey::generate(SigningAlg::Es256, 2048).unwrap();
     let mut metadata = json!({
         "client_name": "Example TPP",
@@ -37,7 +37,7 @@ async fn code_client(h: &Harness, profile: ClientProfile) -> Tpp {
 }
 
 /// The parameters of a good pushed request.
-fn authorization_params() -> Vec<(&'static str, &'static str)> {
+pub(super) fn authorization_params() -> Vec<(&'static str, &'static str)> {
     vec![
         ("response_type", "code"),
         ("redirect_uri", REDIRECT),
@@ -49,7 +49,7 @@ fn authorization_params() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
-fn par_request(pairs: &[(&str, &str)], headers: &[(&str, &str)]) -> Request<Body> {
+pub(super) fn par_request(pairs: &[(&str, &str)], headers: &[(&str, &str)]) -> Request<Body> {
     let mut builder =
         Request::post("/par").header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
     for (name, value) in headers {
@@ -60,7 +60,7 @@ fn par_request(pairs: &[(&str, &str)], headers: &[(&str, &str)]) -> Request<Body
 
 /// A pushed request by `tpp`: the good parameters, with `change` replacing or (empty value)
 /// removing some, and `headers`.
-async fn push(
+pub(super) async fn push(
     h: &Harness,
     tpp: &Tpp,
     change: &[(&'static str, &'static str)],

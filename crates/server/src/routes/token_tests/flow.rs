@@ -1,0 +1,491 @@
+//! The authorization code flow through the authorization endpoint and the customer's pages, in
+//! process: PAR, `GET /authorize`, the login form (and the TOTP form), the consent form, the
+//! redirect with `code`, `state` and `iss`, and the code at `/token`. Also the error pages that
+//! must never redirect (#46, #49–#51), `prompt` and `max_age` (#55, #56), refusal, CSRF, JARM.
+
+use portcullis_core::totp::{self, TotpSecret};
+use zeroize::Zeroizing;
+
+use super::par::{REDIRECT, authorization_params, code_client, par_request};
+use super::*;
+
+/// RFC 7636 appendix B.
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
+/// A browser: the cookies it holds.
+#[derive(Default)]
+struct Browser {
+    cookies: Vec<(String, String)>,
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    /// The interaction id in the page's forms.
+    fn interaction(&self) -> String {
+        let marker = r#"name="interaction" value=""#;
+        let start = self.body.find(marker).expect("a form") + marker.len();
+        let end = self.body[start..].find('"').unwrap() + start;
+        self.body[start..end].to_owned()
+    }
+
+    /// The redirect's query parameters.
+    fn redirect(&self) -> HashMap<String, String> {
+        assert_eq!(self.status, StatusCode::SEE_OTHER, "{}", self.body);
+        let location = self.headers[header::LOCATION].to_str().unwrap();
+        let (base, query) = location.split_once('?').unwrap();
+        assert_eq!(base, REDIRECT);
+        url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect()
+    }
+}
+
+use std::collections::HashMap;
+
+impl Browser {
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep(&mut self, headers: &HeaderMap) {
+        for value in headers.get_all(header::SET_COOKIE) {
+            let value = value.to_str().unwrap();
+            assert!(
+                value.contains("Secure")
+                    && value.contains("HttpOnly")
+                    && value.contains("SameSite=Lax")
+            );
+            let (pair, _) = value.split_once(';').unwrap();
+            let (name, v) = pair.split_once('=').unwrap();
+            assert!(name.starts_with("__Host-"));
+            self.cookies.retain(|(k, _)| k != name);
+            self.cookies.push((name.to_owned(), v.to_owned()));
+        }
+    }
+
+    async fn send(&mut self, h: &Harness, request: Request<Body>) -> Page {
+        let response = h.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        self.keep(&headers);
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        Page {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    async fn get(&mut self, h: &Harness, uri: &str) -> Page {
+        let request = Request::get(uri)
+            .header(header::COOKIE, self.cookie_header())
+            .body(Body::empty())
+            .unwrap();
+        self.send(h, request).await
+    }
+
+    async fn post(&mut self, h: &Harness, uri: &str, pairs: &[(&str, &str)]) -> Page {
+        let request = Request::post(uri)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::COOKIE, self.cookie_header())
+            .body(Body::from(form(pairs)))
+            .unwrap();
+        self.send(h, request).await
+    }
+}
+
+/// A customer with a password (and, if asked, a TOTP secret).
+async fn customer(
+    h: &Harness,
+    username: &str,
+    with_totp: bool,
+) -> (uuid::Uuid, Option<TotpSecret>) {
+    let user = crate::users::create_user(
+        h.state.store.as_ref(),
+        &h.state.passwords,
+        h.rng.as_ref(),
+        h.clock.as_ref(),
+        "test",
+        username,
+        Zeroizing::new("correct horse battery".into()),
+        json!({"email": format!("{username}@bank.example")})
+            .as_object()
+            .unwrap()
+            .clone(),
+    )
+    .await
+    .unwrap();
+    if !with_totp {
+        return (user.id, None);
+    }
+    let secret = TotpSecret::generate(h.rng.as_ref()).unwrap();
+    let sealed = totp::seal(&secret, user.id, &h.kek, h.rng.as_ref()).unwrap();
+    h.state
+        .store
+        .users()
+        .set_totp_secret(user.id, Some(&sealed))
+        .await
+        .unwrap();
+    (user.id, Some(secret))
+}
+
+/// Pushes a request (with `extra` parameters) and returns the authorization URL.
+async fn pushed(h: &Harness, tpp: &Tpp, extra: &[(&'static str, &'static str)]) -> String {
+    let assertion = tpp.assertion(h);
+    let mut pairs: Vec<(&str, &str)> = authorization_params()
+        .into_iter()
+        .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
+        .collect();
+    pairs.extend(extra.iter().copied());
+    pairs.extend(with_assertion(&assertion, &[]));
+    let answer = send(h, par_request(&pairs, &[])).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    let request_uri = answer.body["request_uri"].as_str().unwrap();
+    format!(
+        "/authorize?client_id={}&request_uri={}",
+        tpp.id,
+        url::form_urlencoded::byte_serialize(request_uri.as_bytes()).collect::<String>()
+    )
+}
+
+async fn log_in(b: &mut Browser, h: &Harness, page: &Page, username: &str, password: &str) -> Page {
+    let interaction = page.interaction();
+    b.post(
+        h,
+        "/authorize/login",
+        &[
+            ("interaction", &interaction),
+            ("username", username),
+            ("password", password),
+        ],
+    )
+    .await
+}
+
+async fn approve(b: &mut Browser, h: &Harness, page: &Page, accounts: &[&str]) -> Page {
+    let interaction = page.interaction();
+    let mut pairs = vec![
+        ("interaction", interaction.as_str()),
+        ("decision", "approve"),
+    ];
+    pairs.extend(accounts.iter().map(|a| ("account", *a)));
+    b.post(h, "/authorize/consent", &pairs).await
+}
+
+async fn first_account(h: &Harness, user: uuid::Uuid) -> String {
+    h.state.accounts.accounts_of(user).await.unwrap()[0]
+        .id
+        .clone()
+}
+
+async fn token_for(h: &Harness, tpp: &Tpp, code: &str) -> Answer {
+    let assertion = tpp.assertion(h);
+    let pairs = [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+        ("client_assertion_type", JWT_BEARER),
+        ("client_assertion", assertion.as_str()),
+    ];
+    send(
+        h,
+        token_request(&pairs, &[("dpop", &dpop_proof(h, &dpop_key()))]),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_whole_flow_pages_redirect_and_token() {
+    let h = harness().await;
+    serve_accounts(&h).await;
+    let tpp = code_client(&h, ClientProfile::Fapi2).await;
+    let (user, _) = customer(&h, "alice", false).await;
+    let mut b = Browser::default();
+    let details = r#"[{"type":"account_information","actions":["read_balances"]}]"#;
+    let url = pushed(&h, &tpp, &[("authorization_details", details)]).await;
+
+    let login = b.get(&h, &url).await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+    let csp = login.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"));
+    assert_eq!(login.headers[header::CACHE_CONTROL], "no-store");
+    assert_eq!(login.headers[header::X_FRAME_OPTIONS], "DENY");
+    assert!(login.body.contains("Example TPP"));
+
+    // A wrong password and an unknown user get the same answer.
+    let wrong = log_in(&mut b, &h, &login, "alice", "wrong password").await;
+    let unknown = log_in(&mut b, &h, &login, "mallory", "correct horse battery").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        wrong
+            .body
+            .contains("The username or password is not right.")
+    );
+    assert!(
+        unknown
+            .body
+            .contains("The username or password is not right.")
+    );
+
+    let consent = log_in(&mut b, &h, &login, "alice", "correct horse battery").await;
+    assert_eq!(consent.status, StatusCode::OK, "{}", consent.body);
+    assert!(consent.body.contains("See your balances"));
+    assert!(consent.body.contains("Confirm who you are"));
+    assert!(
+        b.cookies
+            .iter()
+            .any(|(k, _)| k == "__Host-portcullis-session")
+    );
+
+    let account = first_account(&h, user).await;
+    let redirect = approve(&mut b, &h, &consent, &[&account]).await.redirect();
+    assert_eq!(redirect["state"], "state-1");
+    assert_eq!(redirect["iss"], ISSUER, "RFC 9207");
+    let answer = token_for(&h, &tpp, &redirect["code"]).await;
+    let access_token = answer.issued("DPoP", "openid accounts");
+    let claims = verified_claims(&h, &access_token, ACCOUNTS).await;
+    assert_eq!(claims["sub"], user.to_string());
+    assert_eq!(
+        claims["authorization_details"][0]["accounts"],
+        json!([account])
+    );
+    let grant = h
+        .state
+        .store
+        .grants()
+        .find(answer.body["grant_id"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(grant.subject, user);
+
+    // Checklist #49: the request_uri is used up.
+    let again = b.get(&h, &url).await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    assert!(again.headers.get(header::LOCATION).is_none());
+}
+
+#[tokio::test]
+async fn checklist_46_49_50_51_bad_requests_get_a_page_never_a_redirect() {
+    let h = harness().await;
+    let tpp = code_client(&h, ClientProfile::Fapi2).await;
+    let other = code_client(&h, ClientProfile::Fapi2).await;
+    let mut b = Browser::default();
+    let url = pushed(&h, &tpp, &[]).await;
+    let page_only = |page: &Page| {
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
+        assert!(page.headers.get(header::LOCATION).is_none());
+    };
+    // #46: not pushed.
+    page_only(
+        &b.get(
+            &h,
+            &format!(
+                "/authorize?client_id={}&response_type=code&redirect_uri=https://tpp.example/cb",
+                tpp.id
+            ),
+        )
+        .await,
+    );
+    page_only(&b.get(&h, &format!("/authorize?client_id={}", tpp.id)).await);
+    // Extra parameters beside the pushed request.
+    page_only(&b.get(&h, &format!("{url}&scope=openid")).await);
+    // #51: another client's request_uri.
+    page_only(&b.get(&h, &url.replace(&tpp.id, &other.id)).await);
+    page_only(
+        &b.get(
+            &h,
+            &format!(
+                "/authorize?client_id={}&request_uri=urn:ietf:params:oauth:request_uri:nothing",
+                tpp.id
+            ),
+        )
+        .await,
+    );
+    // #50: expired.
+    h.clock.advance(time::Duration::seconds(91));
+    page_only(&b.get(&h, &url).await);
+}
+
+#[tokio::test]
+async fn checklist_56_prompt_none_without_a_session_and_refusal_redirect_with_errors() {
+    let h = harness().await;
+    let tpp = code_client(&h, ClientProfile::Fapi2).await;
+    customer(&h, "bob", false).await;
+    let mut b = Browser::default();
+    let url = pushed(&h, &tpp, &[("prompt", "none")]).await;
+    let redirect = b.get(&h, &url).await.redirect();
+    assert_eq!(redirect["error"], "login_required");
+    assert_eq!(redirect["state"], "state-1");
+    assert_eq!(redirect["iss"], ISSUER);
+
+    let url = pushed(&h, &tpp, &[]).await;
+    let login = b.get(&h, &url).await;
+    let consent = log_in(&mut b, &h, &login, "bob", "correct horse battery").await;
+    let interaction = consent.interaction();
+    let refused = b
+        .post(
+            &h,
+            "/authorize/consent",
+            &[("interaction", &interaction), ("decision", "deny")],
+        )
+        .await
+        .redirect();
+    assert_eq!(refused["error"], "access_denied");
+    assert!(!refused.contains_key("code"));
+}
+
+#[tokio::test]
+async fn a_session_is_reused_unless_prompt_login_or_max_age_say_otherwise() {
+    let h = harness().await;
+    let tpp = code_client(&h, ClientProfile::Fapi2).await;
+    customer(&h, "carol", false).await;
+    let mut b = Browser::default();
+    let login = b.get(&h, &pushed(&h, &tpp, &[]).await).await;
+    let consent = log_in(&mut b, &h, &login, "carol", "correct horse battery").await;
+    assert_eq!(consent.status, StatusCode::OK);
+    // Logged in: straight to consent.
+    let again = b.get(&h, &pushed(&h, &tpp, &[]).await).await;
+    assert!(
+        again.body.contains(r#"action="/authorize/consent""#),
+        "{}",
+        again.body
+    );
+    // prompt=login and an exceeded max_age ask for the password again.
+    let forced = b
+        .get(&h, &pushed(&h, &tpp, &[("prompt", "login")]).await)
+        .await;
+    assert!(forced.body.contains(r#"action="/authorize/login""#));
+    h.clock.advance(time::Duration::seconds(120));
+    let aged = b
+        .get(&h, &pushed(&h, &tpp, &[("max_age", "60")]).await)
+        .await;
+    assert!(aged.body.contains(r#"action="/authorize/login""#));
+    // prompt=none with a session still needs consent.
+    let none = b
+        .get(&h, &pushed(&h, &tpp, &[("prompt", "none")]).await)
+        .await
+        .redirect();
+    assert_eq!(none["error"], "consent_required");
+}
+
+#[tokio::test]
+async fn forms_need_the_interaction_cookie_csrf() {
+    let h = harness().await;
+    let tpp = code_client(&h, ClientProfile::Fapi2).await;
+    customer(&h, "dave", false).await;
+    let mut victim = Browser::default();
+    let login = victim.get(&h, &pushed(&h, &tpp, &[]).await).await;
+    // Another browser (a cross-site form) does not hold the cookie.
+    let mut attacker = Browser::default();
+    let forged = log_in(&mut attacker, &h, &login, "dave", "correct horse battery").await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(!forged.body.contains(r#"action="/authorize/consent""#));
+}
+
+#[tokio::test]
+async fn a_customer_with_totp_enters_a_code_once_and_gets_sca() {
+    let h = harness().await;
+    let tpp = code_client(&h, ClientProfile::Fapi2).await;
+    let (user, secret) = customer(&h, "erin", true).await;
+    let secret = secret.unwrap();
+    let mut b = Browser::default();
+    let login = b.get(&h, &pushed(&h, &tpp, &[]).await).await;
+    let totp_page = log_in(&mut b, &h, &login, "erin", "correct horse battery").await;
+    assert!(
+        totp_page.body.contains(r#"action="/authorize/totp""#),
+        "{}",
+        totp_page.body
+    );
+    let interaction = totp_page.interaction();
+    let bad = b
+        .post(
+            &h,
+            "/authorize/totp",
+            &[("interaction", &interaction), ("code", "000000")],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+    let code = secret.code_at_step(totp::step_of(h.clock.now()));
+    let consent = b
+        .post(
+            &h,
+            "/authorize/totp",
+            &[("interaction", &interaction), ("code", &code)],
+        )
+        .await;
+    assert!(
+        consent.body.contains(r#"action="/authorize/consent""#),
+        "{}",
+        consent.body
+    );
+    let account = first_account(&h, user).await;
+    let redirect = approve(&mut b, &h, &consent, &[&account]).await.redirect();
+    let answer = token_for(&h, &tpp, &redirect["code"]).await;
+    answer.issued("DPoP", "openid accounts");
+    let id_token = answer.body["id_token"].as_str().unwrap();
+    let claims: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(id_token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["acr"], crate::routes::authorize::ACR_SCA);
+    assert_eq!(claims["amr"], json!(["pwd", "otp"]));
+    // The same code cannot be used again (single use across replicas).
+    let login = b
+        .get(&h, &pushed(&h, &tpp, &[("prompt", "login")]).await)
+        .await;
+    let totp_page = log_in(&mut b, &h, &login, "erin", "correct horse battery").await;
+    let interaction = totp_page.interaction();
+    let replay = b
+        .post(
+            &h,
+            "/authorize/totp",
+            &[("interaction", &interaction), ("code", &code)],
+        )
+        .await;
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn jarm_responses_are_signed_jwts_for_the_client() {
+    let h = harness().await;
+    let tpp = code_client(&h, ClientProfile::Fapi2).await;
+    customer(&h, "frank", false).await;
+    let mut b = Browser::default();
+    let url = pushed(&h, &tpp, &[("response_mode", "jwt"), ("prompt", "none")]).await;
+    let page = b.get(&h, &url).await;
+    let redirect = page.redirect();
+    let jwt = &redirect["response"];
+    assert!(
+        !redirect.contains_key("error"),
+        "parameters only inside the JWT"
+    );
+    let (_, _, jwks) = crate::routes::tests::get(&h.router, "/jwks").await;
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks).unwrap();
+    let header = jsonwebtoken::decode_header(jwt).unwrap();
+    let key =
+        jsonwebtoken::DecodingKey::from_jwk(set.find(header.kid.as_deref().unwrap()).unwrap())
+            .unwrap();
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.set_audience(&[&tpp.id]);
+    validation.set_issuer(&[ISSUER]);
+    let claims = jsonwebtoken::decode::<Value>(jwt, &key, &validation)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["error"], "login_required");
+    assert_eq!(claims["state"], "state-1");
+}

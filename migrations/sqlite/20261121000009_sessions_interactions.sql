@@ -1,0 +1,33 @@
+-- The customers' browser sessions, kept under the SHA-256 of the session cookie's value (the
+-- cookie itself is never stored). A session ends at expires_at whatever happens; idle time is
+-- judged by the caller from last_seen_at. A session goes with its customer (user_id hyphenated,
+-- as users.id is).
+CREATE TABLE sessions (
+    handle        BLOB    PRIMARY KEY NOT NULL CHECK (length(handle) = 32),
+    user_id       TEXT    NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    auth_time     INTEGER NOT NULL,
+    acr           TEXT,
+    amr           TEXT    NOT NULL,
+    created_at    INTEGER NOT NULL,
+    last_seen_at  INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX sessions_by_user ON sessions (user_id);
+CREATE INDEX sessions_by_expiry ON sessions (expires_at);
+
+-- Authorizations in progress, kept under the SHA-256 of the interaction's identifier. state is
+-- canonical JSON text (object keys sorted at every level, no whitespace), so that it is moved on
+-- by compare-and-set on the text (`UPDATE … WHERE state = expected`). request_handle names the
+-- pushed request it completes, without a foreign key: the request is consumed when the
+-- interaction completes. An interaction goes with its client.
+CREATE TABLE interactions (
+    handle          BLOB    PRIMARY KEY NOT NULL CHECK (length(handle) = 32),
+    request_handle  BLOB    NOT NULL CHECK (length(request_handle) = 32),
+    client_id       TEXT    NOT NULL REFERENCES clients (client_id) ON DELETE CASCADE,
+    state           TEXT    NOT NULL,
+    created_at      INTEGER NOT NULL,
+    expires_at      INTEGER NOT NULL
+) STRICT;
+CREATE INDEX interactions_by_expiry ON interactions (expires_at);
+-- Deleting a client finds its rows without a scan.
+CREATE INDEX interactions_by_client ON interactions (client_id);
