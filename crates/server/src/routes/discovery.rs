@@ -13,7 +13,7 @@ use portcullis_jose::SigningAlg;
 
 use crate::app::{AppState, Urls};
 use crate::registration::Registrar;
-use crate::routes::{par, register, token};
+use crate::routes::{authorize, par, register, token};
 
 /// The metadata document.
 #[derive(Debug, Serialize)]
@@ -22,6 +22,8 @@ pub struct Metadata {
     pub issuer: String,
     /// Our public signing keys.
     pub jwks_uri: String,
+    /// RFC 6749 §3.1.
+    pub authorization_endpoint: String,
     /// RFC 6749 §3.2.
     pub token_endpoint: String,
     /// RFC 9126 §5.
@@ -36,6 +38,24 @@ pub struct Metadata {
     pub authorization_details_types_supported: Vec<&'static str>,
     /// The grants `/token` implements so far.
     pub grant_types_supported: Vec<&'static str>,
+    /// FAPI2 SP 5.3.2.2-1: the code flow only.
+    pub response_types_supported: Vec<&'static str>,
+    /// Query, and JARM (FAPI2 MS 5.4.1).
+    pub response_modes_supported: Vec<&'static str>,
+    /// RFC 9207: `iss` in every authorization response.
+    pub authorization_response_iss_parameter_supported: bool,
+    /// JARM signing algorithms.
+    pub authorization_signing_alg_values_supported: Vec<&'static str>,
+    /// ID token signing algorithms (FAPI2 SP 5.4.1: no RS256).
+    pub id_token_signing_alg_values_supported: Vec<&'static str>,
+    /// OIDC Discovery §3.
+    pub subject_types_supported: Vec<&'static str>,
+    /// The authentication contexts the login offers.
+    pub acr_values_supported: Vec<&'static str>,
+    /// OIDC Core §5.5.
+    pub claims_parameter_supported: bool,
+    /// OIDC Discovery §3.
+    pub scopes_supported: Vec<&'static str>,
     /// FAPI2 SP 5.3.2.1-6: the FAPI methods. `oauth`-profile clients registered with
     /// `client_secret_basic`/`_post` are accepted too but not advertised, so that the metadata
     /// of a FAPI deployment offers only what FAPI allows.
@@ -70,6 +90,7 @@ impl Metadata {
         Self {
             issuer: urls.issuer.clone(),
             jwks_uri: urls.endpoint("/jwks"),
+            authorization_endpoint: urls.endpoint(authorize::PATH),
             token_endpoint: urls.endpoint(token::PATH),
             pushed_authorization_request_endpoint: urls.endpoint(par::PATH),
             require_pushed_authorization_requests: true,
@@ -79,7 +100,16 @@ impl Metadata {
                 portcullis_core::authz::details::ACCOUNT_INFORMATION,
                 portcullis_core::authz::details::PAYMENT_INITIATION,
             ],
-            grant_types_supported: vec!["client_credentials"],
+            grant_types_supported: vec!["authorization_code", "client_credentials"],
+            response_types_supported: vec!["code"],
+            response_modes_supported: vec!["query", "jwt", "query.jwt"],
+            authorization_response_iss_parameter_supported: true,
+            authorization_signing_alg_values_supported: algs.clone(),
+            id_token_signing_alg_values_supported: algs.clone(),
+            subject_types_supported: vec!["public"],
+            acr_values_supported: vec![authorize::ACR_PASSWORD, authorize::ACR_SCA],
+            claims_parameter_supported: true,
+            scopes_supported: vec!["openid"],
             token_endpoint_auth_methods_supported: vec![
                 "private_key_jwt",
                 "tls_client_auth",
@@ -138,13 +168,23 @@ mod tests {
             serde_json::json!({
                 "issuer": "https://as.example",
                 "jwks_uri": "https://as.example/jwks",
+                "authorization_endpoint": "https://as.example/authorize",
                 "token_endpoint": "https://as.example/token",
                 "pushed_authorization_request_endpoint": "https://as.example/par",
                 "require_pushed_authorization_requests": true,
                 "code_challenge_methods_supported": ["S256"],
                 "request_object_signing_alg_values_supported": ["PS256", "ES256", "EdDSA"],
                 "authorization_details_types_supported": ["account_information", "payment_initiation"],
-                "grant_types_supported": ["client_credentials"],
+                "grant_types_supported": ["authorization_code", "client_credentials"],
+                "response_types_supported": ["code"],
+                "response_modes_supported": ["query", "jwt", "query.jwt"],
+                "authorization_response_iss_parameter_supported": true,
+                "authorization_signing_alg_values_supported": ["PS256", "ES256", "EdDSA"],
+                "id_token_signing_alg_values_supported": ["PS256", "ES256", "EdDSA"],
+                "subject_types_supported": ["public"],
+                "acr_values_supported": ["urn:portcullis:acr:pwd", "urn:portcullis:acr:sca"],
+                "claims_parameter_supported": true,
+                "scopes_supported": ["openid"],
                 "token_endpoint_auth_methods_supported": ["private_key_jwt", "tls_client_auth", "self_signed_tls_client_auth"],
                 "token_endpoint_auth_signing_alg_values_supported": ["PS256", "ES256", "EdDSA"],
                 "dpop_signing_alg_values_supported": ["PS256", "ES256", "EdDSA"],
