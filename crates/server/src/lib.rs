@@ -12,6 +12,7 @@ pub mod jwks_fetch;
 pub mod keys;
 pub mod metrics;
 pub mod passwords;
+pub mod protected;
 pub mod registration;
 pub mod registry;
 pub mod resources;

@@ -510,6 +510,9 @@ mod tests {
         fn interactions(&self) -> &dyn portcullis_core::store::InteractionStore {
             self.0.interactions()
         }
+        fn refresh_tokens(&self) -> &dyn portcullis_core::store::RefreshTokenStore {
+            self.0.refresh_tokens()
+        }
     }
 
     struct Fixture {

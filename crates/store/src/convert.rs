@@ -104,6 +104,17 @@ pub(crate) fn interaction_state(value: Value) -> Result<Map<String, Value>, Stor
     }
 }
 
+pub(crate) fn refresh_handle(value: &[u8]) -> Result<SecretHash, StoreError> {
+    SecretHash::from_bytes(value).ok_or_else(|| corrupt("refresh_tokens.handle", "not 32 bytes"))
+}
+
+pub(crate) fn refresh_content(value: Value) -> Result<Map<String, Value>, StoreError> {
+    match value {
+        Value::Object(members) => Ok(members),
+        _ => Err(corrupt("refresh_tokens.content", "not a JSON object")),
+    }
+}
+
 pub(crate) fn client_settings(value: Value) -> Result<ClientSettings, StoreError> {
     serde_json::from_value(value).map_err(|e| corrupt("clients.settings", e))
 }

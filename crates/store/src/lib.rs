@@ -52,6 +52,10 @@ macro_rules! aggregate_accessors {
         fn interactions(&self) -> &dyn portcullis_core::store::InteractionStore {
             &self.interactions
         }
+
+        fn refresh_tokens(&self) -> &dyn portcullis_core::store::RefreshTokenStore {
+            &self.refresh_tokens
+        }
     };
 }
 pub(crate) use aggregate_accessors;

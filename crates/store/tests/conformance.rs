@@ -17,7 +17,7 @@ use portcullis_core::keys::{KeyEncryptionKey, StoredSigningKey};
 use portcullis_core::resource::{ResourceMetadata, ResourceServer};
 use portcullis_core::store::{
     FirstUse, Grant, Interaction, PushedRequest, Redemption, ReplayKey, ReplayKind, Session, Store,
-    StoreError, StoredCode,
+    StoreError, StoredCode, StoredRefreshToken,
 };
 use portcullis_core::user::{PasswordHash, User, Username};
 use portcullis_core::{Rng as _, SeededRng};
@@ -183,6 +183,35 @@ fn interaction(handle: &str, client: &Client, created_at: OffsetDateTime) -> Int
         .clone(),
         created_at,
         expires_at: created_at + Duration::minutes(10),
+    }
+}
+
+fn refresh(handle: &str, grant: &Grant, created_at: OffsetDateTime) -> StoredRefreshToken {
+    StoredRefreshToken {
+        handle: SecretHash::of(handle),
+        client_id: grant.client_id.clone(),
+        grant_id: grant.grant_id.clone(),
+        content: serde_json::json!({
+            "subject": grant.subject.to_string(),
+            "scopes": ["openid", "accounts"],
+            "resources": ["https://rs.bank.example/accounts"],
+            "authorization_details": [{
+                "type": "account_information",
+                "actions": ["list_accounts", "read_balances"],
+                "accounts": [{"iban": "DE40100100103307118608"}],
+                "note": null
+            }],
+            "authentication": {"auth_time": 1_800_000_000, "acr": "urn:bank:sca", "amr": ["pwd", "otp"]},
+            "dpop_jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
+            "token": handle
+        })
+        .as_object()
+        .unwrap()
+        .clone(),
+        created_at,
+        expires_at: created_at + Duration::days(30),
+        rotated_at: None,
+        revoked_at: None,
     }
 }
 
@@ -1841,6 +1870,427 @@ mod suite {
         }
     }
 
+    pub async fn refresh_tokens_round_trip_with_all_fields(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        let consent = grant("grant-1", &tpp, Uuid::new_v4(), at(0));
+        store.grants().add(&consent).await.unwrap();
+        let tokens = store.refresh_tokens();
+        let fresh = refresh("rt-1", &consent, at_micros(0));
+        // Every optional field set.
+        let mut spent = refresh("rt-2", &consent, at_micros(1));
+        spent.rotated_at = Some(at_micros(2));
+        spent.revoked_at = Some(at_micros(3));
+        tokens.add(&fresh).await.unwrap();
+        tokens.add(&spent).await.unwrap();
+
+        assert_eq!(tokens.find(&fresh.handle).await.unwrap(), fresh);
+        // Whatever its state: rotated, revoked, and long expired, it is still found.
+        assert_eq!(tokens.find(&spent.handle).await.unwrap(), spent);
+        assert!(matches!(
+            tokens.find(&SecretHash::of("rt-3")).await,
+            Err(StoreError::NotFound)
+        ));
+    }
+
+    pub async fn refresh_token_handles_are_unique_and_name_a_known_client_and_grant(
+        store: Arc<dyn Store>,
+    ) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        let consent = grant("grant-1", &tpp, Uuid::new_v4(), at(0));
+        let second = grant("grant-2", &tpp, consent.subject, at(0));
+        store.grants().add(&consent).await.unwrap();
+        store.grants().add(&second).await.unwrap();
+        let tokens = store.refresh_tokens();
+        let first = refresh("rt-1", &consent, at(0));
+        tokens.add(&first).await.unwrap();
+
+        // The same handle again, even under another grant, is refused.
+        let duplicate = tokens.add(&refresh("rt-1", &second, at(5))).await;
+        assert!(
+            matches!(duplicate, Err(StoreError::Conflict(_))),
+            "{duplicate:?}"
+        );
+        assert_eq!(tokens.find(&first.handle).await.unwrap(), first);
+
+        // A token cannot name a grant, or a client, that does not exist.
+        let mut no_grant = refresh("rt-2", &consent, at(0));
+        no_grant.grant_id = "grant-3".into();
+        let orphan = tokens.add(&no_grant).await;
+        assert!(matches!(orphan, Err(StoreError::Conflict(_))), "{orphan:?}");
+        let mut no_client = refresh("rt-3", &consent, at(0));
+        no_client.client_id = ClientId::parse("nobody").unwrap();
+        let orphan = tokens.add(&no_client).await;
+        assert!(matches!(orphan, Err(StoreError::Conflict(_))), "{orphan:?}");
+        for handle in ["rt-2", "rt-3"] {
+            assert!(matches!(
+                tokens.find(&SecretHash::of(handle)).await,
+                Err(StoreError::NotFound)
+            ));
+        }
+    }
+
+    pub async fn a_refresh_token_is_rotated_once(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        let consent = grant("grant-1", &tpp, Uuid::new_v4(), at(0));
+        store.grants().add(&consent).await.unwrap();
+        let tokens = store.refresh_tokens();
+        let first = refresh("rt-1", &consent, at_micros(0));
+        let untouched = refresh("rt-untouched", &consent, at_micros(0));
+        tokens.add(&first).await.unwrap();
+        tokens.add(&untouched).await.unwrap();
+
+        // The old token is marked rotated, and its successor is stored as passed.
+        let second = refresh("rt-2", &consent, at_micros(60));
+        assert!(
+            tokens
+                .rotate(&first.handle, &second, at_micros(60))
+                .await
+                .unwrap()
+        );
+        let mut rotated = first.clone();
+        rotated.rotated_at = Some(at_micros(60));
+        assert_eq!(tokens.find(&first.handle).await.unwrap(), rotated);
+        assert_eq!(tokens.find(&second.handle).await.unwrap(), second);
+
+        // Rotating the old token again (a replay) changes nothing and stores nothing: the first
+        // rotation instant stays.
+        let replayed = refresh("rt-2-bis", &consent, at_micros(120));
+        assert!(
+            !tokens
+                .rotate(&first.handle, &replayed, at_micros(120))
+                .await
+                .unwrap()
+        );
+        assert_eq!(tokens.find(&first.handle).await.unwrap(), rotated);
+        assert!(matches!(
+            tokens.find(&replayed.handle).await,
+            Err(StoreError::NotFound)
+        ));
+
+        // The successor rotates in turn; a revoked or expired token still rotates: judging
+        // those is the caller's.
+        let mut revoked = refresh("rt-revoked", &consent, at_micros(0));
+        revoked.revoked_at = Some(at_micros(1));
+        tokens.add(&revoked).await.unwrap();
+        let third = refresh("rt-3", &consent, at_micros(180));
+        assert!(
+            tokens
+                .rotate(
+                    &second.handle,
+                    &third,
+                    second.expires_at + Duration::days(1)
+                )
+                .await
+                .unwrap()
+        );
+        let successor = refresh("rt-revoked-next", &consent, at_micros(180));
+        assert!(
+            tokens
+                .rotate(&revoked.handle, &successor, at_micros(180))
+                .await
+                .unwrap()
+        );
+        assert_eq!(tokens.find(&third.handle).await.unwrap(), third);
+        assert_eq!(tokens.find(&successor.handle).await.unwrap(), successor);
+        // Only that token.
+        assert_eq!(tokens.find(&untouched.handle).await.unwrap(), untouched);
+
+        // An unknown old token: NotFound, and nothing stored.
+        let stray = refresh("rt-stray", &consent, at_micros(240));
+        assert!(matches!(
+            tokens
+                .rotate(&SecretHash::of("rt-unknown"), &stray, at_micros(240))
+                .await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            tokens.find(&stray.handle).await,
+            Err(StoreError::NotFound)
+        ));
+    }
+
+    pub async fn a_failed_rotation_leaves_the_old_refresh_token_unrotated(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        let consent = grant("grant-1", &tpp, Uuid::new_v4(), at(0));
+        store.grants().add(&consent).await.unwrap();
+        let tokens = store.refresh_tokens();
+        let old = refresh("rt-1", &consent, at_micros(0));
+        let taken = refresh("rt-taken", &consent, at_micros(0));
+        tokens.add(&old).await.unwrap();
+        tokens.add(&taken).await.unwrap();
+
+        // A successor whose handle is taken, or that names an unknown grant or client, is refused
+        // as `add` refuses it, and the old token is left as it was, still rotatable.
+        let mut duplicate = refresh("rt-taken", &consent, at_micros(60));
+        duplicate
+            .content
+            .insert("token".into(), "the second rt-taken".into());
+        let mut no_grant = refresh("rt-2", &consent, at_micros(60));
+        no_grant.grant_id = "grant-2".into();
+        let mut no_client = refresh("rt-3", &consent, at_micros(60));
+        no_client.client_id = ClientId::parse("nobody").unwrap();
+        for refused in [&duplicate, &no_grant, &no_client] {
+            let failed = tokens.rotate(&old.handle, refused, at_micros(60)).await;
+            assert!(matches!(failed, Err(StoreError::Conflict(_))), "{failed:?}");
+            assert_eq!(tokens.find(&old.handle).await.unwrap(), old);
+        }
+        assert_eq!(tokens.find(&taken.handle).await.unwrap(), taken);
+        for handle in ["rt-2", "rt-3"] {
+            assert!(matches!(
+                tokens.find(&SecretHash::of(handle)).await,
+                Err(StoreError::NotFound)
+            ));
+        }
+
+        let next = refresh("rt-4", &consent, at_micros(120));
+        assert!(
+            tokens
+                .rotate(&old.handle, &next, at_micros(120))
+                .await
+                .unwrap()
+        );
+        let mut rotated = old.clone();
+        rotated.rotated_at = Some(at_micros(120));
+        assert_eq!(tokens.find(&old.handle).await.unwrap(), rotated);
+        assert_eq!(tokens.find(&next.handle).await.unwrap(), next);
+    }
+
+    pub async fn refresh_tokens_let_exactly_one_of_many_concurrent_rotations_through(
+        store: Arc<dyn Store>,
+    ) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        let consent = grant("grant-1", &tpp, Uuid::new_v4(), at(0));
+        store.grants().add(&consent).await.unwrap();
+        // Several tokens, each raced by 20 rotations with different successors, so that a rotate
+        // that reads and then writes has many chances to let a second caller through.
+        let raced: Vec<StoredRefreshToken> = (0..5)
+            .map(|i| refresh(&format!("raced-{i}"), &consent, at(0)))
+            .collect();
+        for token in &raced {
+            store.refresh_tokens().add(token).await.unwrap();
+        }
+
+        // All spawned before any is awaited, so that they run at once.
+        let attempts: Vec<_> = (0..20)
+            .flat_map(|attempt| raced.iter().map(move |token| (attempt, token)))
+            .map(|(attempt, token)| {
+                let store = store.clone();
+                let old = token.handle.clone();
+                let new = refresh(
+                    &format!("{}-by-{attempt}", token.content["token"].as_str().unwrap()),
+                    &consent,
+                    at(1),
+                );
+                tokio::spawn(async move {
+                    let won = store.refresh_tokens().rotate(&old, &new, at(1)).await;
+                    (old, new, won)
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        let mut losers = Vec::new();
+        for attempt in attempts {
+            let (old, new, won) = attempt.await.unwrap();
+            match won {
+                Ok(true) => winners.push((old, new)),
+                Ok(false) => losers.push(new),
+                Err(other) => panic!("a losing rotation must be false: {other:?}"),
+            }
+        }
+        assert_eq!(
+            winners.len(),
+            raced.len(),
+            "exactly one rotation of each wins"
+        );
+        assert_eq!(losers.len(), 19 * raced.len());
+        for token in &raced {
+            let won: Vec<_> = winners
+                .iter()
+                .filter(|(old, _)| *old == token.handle)
+                .collect();
+            assert_eq!(won.len(), 1, "exactly one rotation of each wins");
+            let mut rotated = token.clone();
+            rotated.rotated_at = Some(at(1));
+            assert_eq!(
+                store.refresh_tokens().find(&token.handle).await.unwrap(),
+                rotated
+            );
+            // The winner's successor is the one stored.
+            assert_eq!(
+                store.refresh_tokens().find(&won[0].1.handle).await.unwrap(),
+                won[0].1
+            );
+        }
+        // No loser's successor is.
+        for new in &losers {
+            assert!(matches!(
+                store.refresh_tokens().find(&new.handle).await,
+                Err(StoreError::NotFound)
+            ));
+        }
+    }
+
+    pub async fn refresh_tokens_are_revoked_per_grant(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        let consent = grant("grant-1", &tpp, Uuid::new_v4(), at(0));
+        let other = grant("grant-2", &tpp, consent.subject, at(0));
+        store.grants().add(&consent).await.unwrap();
+        store.grants().add(&other).await.unwrap();
+        let tokens = store.refresh_tokens();
+        let live = refresh("rt-1", &consent, at_micros(0));
+        let mut revoked_before = refresh("rt-2", &consent, at_micros(0));
+        revoked_before.revoked_at = Some(at_micros(10));
+        let mut rotated = refresh("rt-3", &consent, at_micros(0));
+        rotated.rotated_at = Some(at_micros(20));
+        let kept = refresh("rt-4", &other, at_micros(0));
+        for each in [&live, &revoked_before, &rotated, &kept] {
+            tokens.add(each).await.unwrap();
+        }
+
+        // Only that grant's unrevoked tokens, rotated or not, are counted and changed; an
+        // earlier revocation instant stays.
+        assert_eq!(
+            tokens
+                .revoke_for_grant("grant-1", at_micros(30))
+                .await
+                .unwrap(),
+            2
+        );
+        let mut revoked = live.clone();
+        revoked.revoked_at = Some(at_micros(30));
+        assert_eq!(tokens.find(&live.handle).await.unwrap(), revoked);
+        assert_eq!(
+            tokens.find(&revoked_before.handle).await.unwrap(),
+            revoked_before
+        );
+        let mut rotated_revoked = rotated.clone();
+        rotated_revoked.revoked_at = Some(at_micros(30));
+        assert_eq!(tokens.find(&rotated.handle).await.unwrap(), rotated_revoked);
+        assert_eq!(tokens.find(&kept.handle).await.unwrap(), kept);
+
+        // Again, later: nothing left to revoke, and the instants stay.
+        assert_eq!(
+            tokens
+                .revoke_for_grant("grant-1", at_micros(40))
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(tokens.find(&live.handle).await.unwrap(), revoked);
+        assert_eq!(tokens.revoke_for_grant("grant-3", at(40)).await.unwrap(), 0);
+        // Revoking the tokens leaves the grant: revoking it is the caller's.
+        assert_eq!(store.grants().find("grant-1").await.unwrap(), consent);
+    }
+
+    pub async fn refresh_tokens_go_with_their_grant_and_client(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        let other = client("tpp-2", ClientProfile::Fapi2);
+        let third = client("tpp-3", ClientProfile::Fapi2);
+        for each in [&tpp, &other, &third] {
+            store.clients().add(each).await.unwrap();
+        }
+        let subject = Uuid::new_v4();
+        let consent = grant("grant-1", &tpp, subject, at(0));
+        let other_consent = grant("grant-2", &other, subject, at(0));
+        let third_consent = grant("grant-3", &third, subject, at(0));
+        for each in [&consent, &other_consent, &third_consent] {
+            store.grants().add(each).await.unwrap();
+        }
+        let tokens = store.refresh_tokens();
+        let own = refresh("rt-1", &consent, at(0));
+        // Tokens whose client is not their grant's client, so that each cascade is seen alone:
+        // `by_client` goes only with its client, `by_grant` only with its grant.
+        let mut by_client = refresh("rt-2", &third_consent, at(0));
+        by_client.client_id = tpp.client_id.clone();
+        let mut by_grant = refresh("rt-3", &other_consent, at(0));
+        by_grant.client_id = third.client_id.clone();
+        let kept = refresh("rt-4", &third_consent, at(0));
+        for each in [&own, &by_client, &by_grant, &kept] {
+            tokens.add(each).await.unwrap();
+        }
+
+        // Revoking the grant keeps its tokens: the caller revokes them, or checks the grant.
+        assert!(store.grants().revoke("grant-1", at(1)).await.unwrap());
+        assert_eq!(tokens.find(&own.handle).await.unwrap(), own);
+
+        // Removing a client removes its tokens, and its grants with their tokens.
+        store.clients().remove(&tpp.client_id).await.unwrap();
+        for gone in [&own, &by_client] {
+            assert!(matches!(
+                tokens.find(&gone.handle).await,
+                Err(StoreError::NotFound)
+            ));
+        }
+        assert_eq!(tokens.find(&by_grant.handle).await.unwrap(), by_grant);
+        store.clients().remove(&other.client_id).await.unwrap();
+        assert!(matches!(
+            tokens.find(&by_grant.handle).await,
+            Err(StoreError::NotFound)
+        ));
+        let successor = refresh("rt-5", &third_consent, at(2));
+        assert!(matches!(
+            tokens.rotate(&by_grant.handle, &successor, at(2)).await,
+            Err(StoreError::NotFound)
+        ));
+        assert_eq!(tokens.find(&kept.handle).await.unwrap(), kept);
+        assert_eq!(tokens.revoke_for_grant("grant-1", at(3)).await.unwrap(), 0);
+        assert_eq!(
+            tokens
+                .purge_expired(at(0) + Duration::days(1000))
+                .await
+                .unwrap(),
+            1
+        );
+    }
+
+    pub async fn refresh_tokens_purge_removes_only_expired_ones(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        let consent = grant("grant-1", &tpp, Uuid::new_v4(), at(0));
+        store.grants().add(&consent).await.unwrap();
+        let tokens = store.refresh_tokens();
+        // Expiring at 30 days plus 0, 10, 20 and 30 seconds; the first rotated, the third
+        // revoked.
+        let mut all: Vec<StoredRefreshToken> = (0..4)
+            .map(|i| refresh(&format!("rt-{i}"), &consent, at(i * 10)))
+            .collect();
+        all[0].rotated_at = Some(at(5));
+        all[2].revoked_at = Some(at(5));
+        for each in &all {
+            tokens.add(each).await.unwrap();
+        }
+        let expiry = |seconds: i64| at(seconds) + Duration::days(30);
+
+        assert_eq!(tokens.purge_expired(at(0)).await.unwrap(), 0);
+        // Expired at exactly their expiry instant, whatever their state.
+        assert_eq!(tokens.purge_expired(expiry(10)).await.unwrap(), 2);
+        for gone in &all[..2] {
+            assert!(matches!(
+                tokens.find(&gone.handle).await,
+                Err(StoreError::NotFound)
+            ));
+        }
+        for kept in &all[2..] {
+            assert_eq!(tokens.find(&kept.handle).await.unwrap(), *kept);
+        }
+        assert_eq!(tokens.purge_expired(expiry(10)).await.unwrap(), 0);
+        assert_eq!(tokens.purge_expired(expiry(1000)).await.unwrap(), 2);
+        for each in &all {
+            assert!(matches!(
+                tokens.find(&each.handle).await,
+                Err(StoreError::NotFound)
+            ));
+        }
+        // Purging tokens leaves their grant.
+        assert_eq!(store.grants().find("grant-1").await.unwrap(), consent);
+    }
+
     pub async fn ping_answers(store: Arc<dyn Store>) {
         store.ping().await.unwrap();
     }
@@ -1968,4 +2418,12 @@ conformance!(
     an_interaction_is_removed_once,
     interactions_go_with_their_client,
     interactions_purge_removes_only_expired_ones,
+    refresh_tokens_round_trip_with_all_fields,
+    refresh_token_handles_are_unique_and_name_a_known_client_and_grant,
+    a_refresh_token_is_rotated_once,
+    a_failed_rotation_leaves_the_old_refresh_token_unrotated,
+    refresh_tokens_let_exactly_one_of_many_concurrent_rotations_through,
+    refresh_tokens_are_revoked_per_grant,
+    refresh_tokens_go_with_their_grant_and_client,
+    refresh_tokens_purge_removes_only_expired_ones,
 );

@@ -7,3 +7,4 @@ pub mod details;
 pub mod id_token;
 pub mod request;
 pub mod request_object;
+pub mod userinfo;

@@ -17,6 +17,7 @@ mod events;
 mod grants;
 mod keys;
 mod pushed;
+mod refresh;
 mod replay;
 mod resources;
 mod sessions;
@@ -29,6 +30,7 @@ pub use events::SecurityEventStore;
 pub use grants::{CodeStore, Grant, GrantStore, Redemption, StoredCode};
 pub use keys::SigningKeyStore;
 pub use pushed::{PushedRequest, PushedRequestStore};
+pub use refresh::{RefreshTokenStore, StoredRefreshToken};
 pub use replay::{FirstUse, ReplayKey, ReplayKind, ReplayStore};
 pub use resources::ResourceServerStore;
 pub use sessions::{Interaction, InteractionStore, Session, SessionStore};
@@ -115,4 +117,7 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Authorizations in progress.
     fn interactions(&self) -> &dyn InteractionStore;
+
+    /// Refresh tokens.
+    fn refresh_tokens(&self) -> &dyn RefreshTokenStore;
 }

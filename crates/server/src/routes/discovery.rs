@@ -13,7 +13,7 @@ use portcullis_jose::SigningAlg;
 
 use crate::app::{AppState, Urls};
 use crate::registration::Registrar;
-use crate::routes::{authorize, par, register, token};
+use crate::routes::{authorize, par, register, token, userinfo};
 
 /// The metadata document.
 #[derive(Debug, Serialize)]
@@ -26,6 +26,8 @@ pub struct Metadata {
     pub authorization_endpoint: String,
     /// RFC 6749 §3.2.
     pub token_endpoint: String,
+    /// OIDC Core §5.3.
+    pub userinfo_endpoint: String,
     /// RFC 9126 §5.
     pub pushed_authorization_request_endpoint: String,
     /// RFC 9126 §5: every authorization request is pushed (FAPI2 SP 5.3.2.2-2).
@@ -87,11 +89,16 @@ impl Metadata {
             "pushed_authorization_request_endpoint".into(),
             urls.mtls_endpoint(par::PATH).into(),
         );
+        aliases.insert(
+            "userinfo_endpoint".into(),
+            urls.mtls_endpoint(userinfo::PATH).into(),
+        );
         Self {
             issuer: urls.issuer.clone(),
             jwks_uri: urls.endpoint("/jwks"),
             authorization_endpoint: urls.endpoint(authorize::PATH),
             token_endpoint: urls.endpoint(token::PATH),
+            userinfo_endpoint: urls.endpoint(userinfo::PATH),
             pushed_authorization_request_endpoint: urls.endpoint(par::PATH),
             require_pushed_authorization_requests: true,
             code_challenge_methods_supported: vec!["S256"],
@@ -109,7 +116,7 @@ impl Metadata {
             subject_types_supported: vec!["public"],
             acr_values_supported: vec![authorize::ACR_PASSWORD, authorize::ACR_SCA],
             claims_parameter_supported: true,
-            scopes_supported: vec!["openid"],
+            scopes_supported: vec!["openid", "profile", "email", "address", "phone"],
             token_endpoint_auth_methods_supported: vec![
                 "private_key_jwt",
                 "tls_client_auth",
@@ -170,6 +177,7 @@ mod tests {
                 "jwks_uri": "https://as.example/jwks",
                 "authorization_endpoint": "https://as.example/authorize",
                 "token_endpoint": "https://as.example/token",
+                "userinfo_endpoint": "https://as.example/userinfo",
                 "pushed_authorization_request_endpoint": "https://as.example/par",
                 "require_pushed_authorization_requests": true,
                 "code_challenge_methods_supported": ["S256"],
@@ -184,14 +192,15 @@ mod tests {
                 "subject_types_supported": ["public"],
                 "acr_values_supported": ["urn:portcullis:acr:pwd", "urn:portcullis:acr:sca"],
                 "claims_parameter_supported": true,
-                "scopes_supported": ["openid"],
+                "scopes_supported": ["openid", "profile", "email", "address", "phone"],
                 "token_endpoint_auth_methods_supported": ["private_key_jwt", "tls_client_auth", "self_signed_tls_client_auth"],
                 "token_endpoint_auth_signing_alg_values_supported": ["PS256", "ES256", "EdDSA"],
                 "dpop_signing_alg_values_supported": ["PS256", "ES256", "EdDSA"],
                 "tls_client_certificate_bound_access_tokens": true,
                 "mtls_endpoint_aliases": {
                     "token_endpoint": "https://mtls.as.example/token",
-                    "pushed_authorization_request_endpoint": "https://mtls.as.example/par"
+                    "pushed_authorization_request_endpoint": "https://mtls.as.example/par",
+                    "userinfo_endpoint": "https://mtls.as.example/userinfo"
                 }
             })
         );

@@ -18,6 +18,7 @@ pub(crate) mod tests;
 pub mod token;
 #[cfg(test)]
 mod token_tests;
+pub mod userinfo;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -46,6 +47,7 @@ pub fn router() -> Router<AppState> {
         .route(token::PATH, post(token::post))
         .route(par::PATH, post(par::post))
         .route(authorize::PATH, get(authorize::get))
+        .route(userinfo::PATH, get(userinfo::handle).post(userinfo::handle))
         .route("/authorize/login", post(authorize::login))
         .route("/authorize/totp", post(authorize::second_factor))
         .route("/authorize/consent", post(authorize::consent))

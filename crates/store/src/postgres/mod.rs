@@ -5,6 +5,7 @@ mod events;
 mod grants;
 mod keys;
 mod pushed;
+mod refresh;
 mod replay;
 mod resources;
 mod sessions;
@@ -35,6 +36,7 @@ pub struct PgStore {
     codes: grants::PgCodes,
     sessions: sessions::PgSessions,
     interactions: sessions::PgInteractions,
+    refresh_tokens: refresh::PgRefreshTokens,
 }
 
 impl PgStore {
@@ -71,6 +73,7 @@ impl PgStore {
             codes: grants::PgCodes(pool.clone()),
             sessions: sessions::PgSessions(pool.clone()),
             interactions: sessions::PgInteractions(pool.clone()),
+            refresh_tokens: refresh::PgRefreshTokens(pool.clone()),
             pool,
         }
     }

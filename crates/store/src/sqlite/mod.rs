@@ -6,6 +6,7 @@ mod events;
 mod grants;
 mod keys;
 mod pushed;
+mod refresh;
 mod replay;
 mod resources;
 mod sessions;
@@ -41,6 +42,7 @@ pub struct SqliteStore {
     codes: grants::SqliteCodes,
     sessions: sessions::SqliteSessions,
     interactions: sessions::SqliteInteractions,
+    refresh_tokens: refresh::SqliteRefreshTokens,
 }
 
 impl SqliteStore {
@@ -80,6 +82,7 @@ impl SqliteStore {
             codes: grants::SqliteCodes(pool.clone()),
             sessions: sessions::SqliteSessions(pool.clone()),
             interactions: sessions::SqliteInteractions(pool.clone()),
+            refresh_tokens: refresh::SqliteRefreshTokens(pool.clone()),
             pool,
         }
     }

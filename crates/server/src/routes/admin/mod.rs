@@ -14,8 +14,6 @@ pub mod keys;
 pub mod resources;
 pub mod users;
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::response::{IntoResponse, Response};
@@ -24,8 +22,6 @@ use http::{HeaderValue, StatusCode, header};
 use portcullis_core::client::ClientId;
 use portcullis_core::error::{ErrorCode, OAuthError};
 use portcullis_core::store::StoreError;
-use portcullis_jose::{SigningAlg, verify_jwt};
-use portcullis_verify::binding::Binding;
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -35,8 +31,6 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::app::AppState;
 use crate::routes::oauth_error::quote;
 use crate::routes::token::admin_audience;
-use crate::sender::{self, Possession, PossessionError};
-use crate::tls::client_cert::{ClientCertificate, ConnectionInfo};
 
 /// The prefix.
 pub const PREFIX: &str = "/admin/v1";
@@ -193,180 +187,35 @@ impl AdminCaller {
     }
 }
 
-/// The DPoP algorithms, as the `algs` auth-param lists them (RFC 9449 §7.1).
-fn dpop_algs() -> String {
-    SigningAlg::ALL
-        .iter()
-        .map(|a| a.as_str())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn invalid_token(description: impl Into<String>, dpop: bool) -> AdminError {
-    let description = description.into();
-    let algs = dpop_algs();
-    let challenge = if dpop {
-        format!(
-            "DPoP error=\"invalid_token\", error_description={}, algs=\"{algs}\"",
-            quote(&description)
-        )
-    } else {
-        format!(
-            "Bearer error=\"invalid_token\", error_description={}",
-            quote(&description)
-        )
-    };
-    AdminError::Protocol(
-        OAuthError::new(ErrorCode::InvalidToken, description),
-        Some(challenge),
-    )
+impl From<crate::protected::Refusal> for AdminError {
+    fn from(refusal: crate::protected::Refusal) -> Self {
+        use crate::protected::Refusal;
+        match refusal {
+            Refusal::Missing { challenge } => AdminError::Protocol(
+                OAuthError::new(ErrorCode::InvalidToken, "an admin access token is required"),
+                Some(challenge),
+            ),
+            Refusal::Token(e, challenge) | Refusal::Proof(e, challenge) => {
+                AdminError::Protocol(e, Some(challenge))
+            }
+            Refusal::UseNonce(nonce) => AdminError::UseDpopNonce(nonce),
+            Refusal::Internal => AdminError::Internal,
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for AdminCaller {
     type Rejection = AdminError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AdminError> {
-        let authorization = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                AdminError::Protocol(
-                    OAuthError::new(ErrorCode::InvalidToken, "an admin access token is required"),
-                    Some(format!("DPoP algs=\"{}\", Bearer", dpop_algs())),
-                )
-            })?;
-        let (scheme, token) = authorization
-            .split_once(' ')
-            .map(|(s, t)| (s, t.trim()))
-            .ok_or_else(|| invalid_token("the Authorization header is malformed", false))?;
-        let dpop_scheme = scheme.eq_ignore_ascii_case("dpop");
-        if !dpop_scheme && !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(invalid_token(
-                "the Authorization scheme must be DPoP or Bearer",
-                false,
-            ));
-        }
-        let jwks = state.keys.jwks().await;
-        let verified = verify_jwt(token, &jwks, &SigningAlg::ALL)
-            .map_err(|_| invalid_token("the access token is not valid", dpop_scheme))?;
-        if verified.header.get("typ").and_then(Value::as_str) != Some("at+jwt") {
-            return Err(invalid_token(
-                "the token is not an access token (RFC 9068 §2.1 typ at+jwt)",
-                dpop_scheme,
-            ));
-        }
-        let claims = &verified.claims;
-        let now = state.clock.now();
-        if claims.get("iss").and_then(Value::as_str) != Some(state.urls.issuer.as_str()) {
-            return Err(invalid_token("the token was not issued here", dpop_scheme));
-        }
         let audience = admin_audience(&state.urls.issuer);
-        let for_admin = match claims.get("aud") {
-            Some(Value::String(a)) => *a == audience,
-            Some(Value::Array(values)) => values.iter().any(|v| v.as_str() == Some(&audience)),
-            _ => false,
-        };
-        if !for_admin {
-            return Err(invalid_token(
-                "the token is not for the admin API",
-                dpop_scheme,
-            ));
-        }
-        let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
-        if exp <= now.unix_timestamp() {
-            return Err(invalid_token("the access token has expired", dpop_scheme));
-        }
-
-        // The binding (checklist #29, #30, #34, #35).
-        let binding =
-            Binding::from_claims(claims).map_err(|e| invalid_token(e.to_string(), dpop_scheme))?;
-        let certificate = parts.extensions.get::<Arc<ClientCertificate>>().cloned();
-        match &binding {
-            Binding::DpopKey(_) => {
-                if !dpop_scheme {
-                    return Err(invalid_token(
-                        "a DPoP-bound token must be sent with the DPoP scheme and a proof (RFC 9449 §7.1)",
-                        false,
-                    ));
-                }
-                let info = parts.extensions.get::<ConnectionInfo>();
-                let url = sender::request_url(&state.urls, info, parts.uri.path());
-                let possession = Possession {
-                    headers: &parts.headers,
-                    method: parts.method.as_str(),
-                    url: &url,
-                    certificate: certificate.as_deref(),
-                    nonces: state.dpop_nonces.as_deref(),
-                };
-                let proof = sender::check_dpop(&state.store, &possession, Some(token), now)
-                    .await
-                    .map_err(|e| match e {
-                        PossessionError::Refused(e) if e.error == ErrorCode::UseDpopNonce => {
-                            AdminError::UseDpopNonce(
-                                state
-                                    .dpop_nonces
-                                    .as_ref()
-                                    .map(|n| n.current(now))
-                                    .unwrap_or_default(),
-                            )
-                        }
-                        PossessionError::Refused(e) => AdminError::Protocol(
-                            OAuthError::new(
-                                ErrorCode::InvalidDpopProof,
-                                e.error_description.clone(),
-                            ),
-                            Some(format!(
-                                "DPoP error=\"invalid_dpop_proof\", error_description={}",
-                                quote(&e.error_description)
-                            )),
-                        ),
-                        PossessionError::Store(e) => AdminError::internal("replay store", &e),
-                    })?;
-                binding
-                    .check(None, Some(&proof.jkt))
-                    .map_err(|e| invalid_token(e.to_string(), true))?;
-            }
-            Binding::Certificate(_) => {
-                if dpop_scheme {
-                    return Err(invalid_token(
-                        "a certificate-bound token is sent with the Bearer scheme (RFC 8705 §3)",
-                        true,
-                    ));
-                }
-                binding
-                    .check(certificate.as_ref().map(|c| c.x5t_s256()), None)
-                    .map_err(|e| invalid_token(e.to_string(), false))?;
-            }
-        }
-
-        let client_id = claims
-            .get("client_id")
-            .and_then(Value::as_str)
-            .and_then(|c| ClientId::parse(c).ok())
-            .ok_or_else(|| invalid_token("the token names no client", dpop_scheme))?;
-        let client = match state.store.clients().find_by_id(&client_id).await {
-            Ok(client) => client,
-            Err(StoreError::NotFound) => {
-                return Err(invalid_token(
-                    "the client the token was issued to no longer exists",
-                    dpop_scheme,
-                ));
-            }
-            Err(e) => return Err(AdminError::internal("admin client", &e)),
-        };
-        let scopes = claims
-            .get("scope")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let caller =
+            crate::protected::authenticate(state, parts, &audience, "the admin API").await?;
+        let scopes = caller.scopes();
         Ok(AdminCaller {
-            client_id,
+            client_id: caller.client.client_id,
             scopes,
-            granted: client.settings.admin_scopes,
+            granted: caller.client.settings.admin_scopes,
         })
     }
 }

@@ -489,3 +489,127 @@ async fn jarm_responses_are_signed_jwts_for_the_client() {
     assert_eq!(claims["error"], "login_required");
     assert_eq!(claims["state"], "state-1");
 }
+
+/// A DPoP proof for `GET /userinfo` covering `token` (RFC 9449 §4.2 `ath`).
+fn userinfo_proof(h: &Harness, key: &SigningKey, token: &str) -> String {
+    let ath = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        token.as_bytes(),
+    ));
+    let header = json!({ "typ": "dpop+jwt", "jwk": public_jwk(key) });
+    let claims = json!({
+        "jti": unique("dpop"), "htm": "GET", "htu": "https://as.example/userinfo",
+        "iat": now(h), "ath": ath
+    });
+    key.sign_jwt_with_header(header.as_object().unwrap(), claims.as_object().unwrap())
+        .unwrap()
+}
+
+async fn userinfo(h: &Harness, uri: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut builder = Request::get(uri);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    send(h, builder.body(Body::empty()).unwrap()).await
+}
+
+#[tokio::test]
+async fn userinfo_answers_the_holder_of_a_token_of_a_standing_grant() {
+    let h = harness().await;
+    let tpp = code_client(&h, ClientProfile::Fapi2).await;
+    let (user, _) = customer(&h, "gina", false).await;
+    let mut b = Browser::default();
+    let url = pushed(&h, &tpp, &[("claims", r#"{"userinfo":{"email":null}}"#)]).await;
+    let login = b.get(&h, &url).await;
+    let consent = log_in(&mut b, &h, &login, "gina", "correct horse battery").await;
+    let redirect = approve(&mut b, &h, &consent, &[]).await.redirect();
+    let key = dpop_key();
+    let assertion = tpp.assertion(&h);
+    let pairs = [
+        ("grant_type", "authorization_code"),
+        ("code", redirect["code"].as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+        ("client_assertion_type", JWT_BEARER),
+        ("client_assertion", assertion.as_str()),
+    ];
+    let answer = send(
+        &h,
+        token_request(&pairs, &[("dpop", &dpop_proof(&h, &key))]),
+    )
+    .await;
+    let token = answer.issued("DPoP", "openid accounts");
+
+    let auth = format!("DPoP {token}");
+    let ok = userinfo(
+        &h,
+        "/userinfo",
+        &[
+            ("authorization", &auth),
+            ("dpop", &userinfo_proof(&h, &key, &token)),
+        ],
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert_eq!(
+        ok.body,
+        json!({"sub": user.to_string(), "email": "gina@bank.example"})
+    );
+    // The scheme is matched case-insensitively (RFC 9110 §11.1).
+    let lower = format!("dpop {token}");
+    let ok = userinfo(
+        &h,
+        "/userinfo",
+        &[
+            ("authorization", &lower),
+            ("dpop", &userinfo_proof(&h, &key, &token)),
+        ],
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+
+    // SP 5.3.4: never from the query; checklist #30: a DPoP token as Bearer; #34: no proof.
+    let query = userinfo(&h, &format!("/userinfo?access_token={token}"), &[]).await;
+    assert_eq!(query.status, StatusCode::UNAUTHORIZED);
+    let bearer = format!("Bearer {token}");
+    let as_bearer = userinfo(&h, "/userinfo", &[("authorization", &bearer)]).await;
+    assert_eq!(as_bearer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(as_bearer.body["error"], "invalid_token");
+    let no_proof = userinfo(&h, "/userinfo", &[("authorization", &auth)]).await;
+    assert_eq!(no_proof.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(no_proof.body["error"], "invalid_dpop_proof");
+    // #35: a proof by another key.
+    let other = userinfo(
+        &h,
+        "/userinfo",
+        &[
+            ("authorization", &auth),
+            ("dpop", &userinfo_proof(&h, &dpop_key(), &token)),
+        ],
+    )
+    .await;
+    assert_eq!(other.status, StatusCode::UNAUTHORIZED);
+    let none = userinfo(&h, "/userinfo", &[]).await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    assert!(none.headers.contains_key(header::WWW_AUTHENTICATE));
+
+    // A withdrawn consent ends it at once.
+    let grant_id = answer.body["grant_id"].as_str().unwrap();
+    h.state
+        .store
+        .grants()
+        .revoke(grant_id, h.clock.now())
+        .await
+        .unwrap();
+    let revoked = userinfo(
+        &h,
+        "/userinfo",
+        &[
+            ("authorization", &auth),
+            ("dpop", &userinfo_proof(&h, &key, &token)),
+        ],
+    )
+    .await;
+    assert_eq!(revoked.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(revoked.body["error"], "invalid_token");
+}
