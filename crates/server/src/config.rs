@@ -395,6 +395,13 @@ pub struct TokensConfig {
     pub access_token_lifetime_secs: u32,
     /// The algorithm access tokens are signed with. Defaults to the first of `keys.algorithms`.
     pub signing_alg: Option<SigningAlg>,
+    /// Refresh-token lifetime in seconds, unless the client's settings say otherwise; never
+    /// beyond the consent it comes from.
+    pub refresh_token_lifetime_secs: u32,
+    /// How long a rotated refresh token of an `oauth` client still works, in seconds, so that a
+    /// client whose answer was lost can retry (FAPI2 SP 5.3.2.1-9). FAPI clients' tokens are not
+    /// rotated.
+    pub refresh_rotation_grace_secs: u32,
     /// How long a replica uses its snapshot of the resource servers, in seconds (0 to 60; 0
     /// reads them for every token). Changes made on another replica are seen within this time.
     pub resource_cache_secs: u32,
@@ -405,6 +412,8 @@ impl Default for TokensConfig {
         Self {
             access_token_lifetime_secs: 300,
             signing_alg: None,
+            refresh_token_lifetime_secs: 30 * 86_400,
+            refresh_rotation_grace_secs: 60,
             resource_cache_secs: 5,
         }
     }

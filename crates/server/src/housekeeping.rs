@@ -1,7 +1,7 @@
 //! Background upkeep of a running server: the replay cache (client assertion, DPoP proof and
 //! software statement identifiers) keeps each entry only while the thing it guards could still be
-//! accepted, and pushed authorization requests live a minute or two; both are purged here so
-//! that they stay the size of a few minutes of traffic. Every replica runs it; the deletes are
+//! accepted; pushed requests, codes, interactions, sessions and refresh tokens expire; all are
+//! purged here so that the tables stay the size of their live contents. Every replica runs it; the deletes are
 //! idempotent.
 
 use std::sync::Arc;
@@ -31,7 +31,10 @@ pub async fn purge(store: &dyn Store, clock: &dyn Clock) -> Result<u64, StoreErr
         .codes()
         .purge_expired(now - CODE_REPLAY_WINDOW)
         .await?;
-    Ok(replay + pushed + codes)
+    let refresh = store.refresh_tokens().purge_expired(now).await?;
+    let sessions = store.sessions().purge_expired(now).await?;
+    let interactions = store.interactions().purge_expired(now).await?;
+    Ok(replay + pushed + codes + refresh + sessions + interactions)
 }
 
 /// Purges every [`PURGE_INTERVAL`] until `stop` turns true. Failures are logged and retried at

@@ -178,6 +178,11 @@ pub(crate) async fn redeem(
     if let Some(details) = &token.authorization_details {
         body.insert("authorization_details".into(), details.clone());
     }
+    if let Some(refresh_token) =
+        super::refresh_grant::issue(state, client, &grant, &content, now).await?
+    {
+        body.insert("refresh_token".into(), refresh_token.into());
+    }
     // FAPI Grant Management §5: the client learns the grant it can query and revoke.
     body.insert("grant_id".into(), grant.grant_id.into());
     Ok(token_response(state, body))
@@ -188,6 +193,14 @@ async fn revoke_reused(state: &AppState, grant_id: &str, client_id: &str) {
     let now = state.clock.now();
     if let Err(e) = state.store.grants().revoke(grant_id, now).await {
         tracing::error!(error = %e, "could not revoke the grant of a replayed code");
+    }
+    if let Err(e) = state
+        .store
+        .refresh_tokens()
+        .revoke_for_grant(grant_id, now)
+        .await
+    {
+        tracing::error!(error = %e, "could not revoke the refresh tokens of a replayed code");
     }
     let event = SecurityEvent::new(
         now,
@@ -203,7 +216,10 @@ async fn revoke_reused(state: &AppState, grant_id: &str, client_id: &str) {
 
 /// The token's audience (RFC 8707): the resources asked for, else every resource server serving
 /// a granted scope or named by a detail's `locations`; with `openid`, our userinfo too.
-async fn audience(state: &AppState, content: &CodeContent) -> Result<Vec<String>, ErrorResponse> {
+pub(crate) async fn audience(
+    state: &AppState,
+    content: &CodeContent,
+) -> Result<Vec<String>, ErrorResponse> {
     let mut audience: Vec<String> = content.resources.clone();
     if audience.is_empty() {
         let snapshot = state

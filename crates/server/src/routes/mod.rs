@@ -8,6 +8,7 @@ pub mod health;
 pub mod jwks;
 pub mod oauth_error;
 pub mod par;
+mod refresh_grant;
 pub mod register;
 #[cfg(test)]
 mod register_tests;

@@ -103,6 +103,9 @@ async fn issue(
         "authorization_code" => {
             super::code_grant::redeem(state, info, certificate, headers, &form, &client).await
         }
+        "refresh_token" => {
+            super::refresh_grant::refresh(state, info, certificate, headers, &form, &client).await
+        }
         "password" | "implicit" => Err(OAuthError::new(
             ErrorCode::UnsupportedGrantType,
             format!("the {grant_type} grant is not supported (FAPI2 SP 5.3.2.1-2)"),

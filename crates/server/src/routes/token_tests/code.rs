@@ -26,6 +26,10 @@ struct Flow {
 }
 
 async fn flow(h: &Harness) -> Flow {
+    flow_of(h, ClientProfile::Fapi2).await
+}
+
+async fn flow_of(h: &Harness, profile: ClientProfile) -> Flow {
     serve_accounts(h).await;
     let key = SigningKey::generate(SigningAlg::Es256, 2048).unwrap();
     let registered = register(
@@ -34,13 +38,13 @@ async fn flow(h: &Harness) -> Flow {
             "client_name": "Example TPP",
             "token_endpoint_auth_method": "private_key_jwt",
             "jwks": jwks_of(&[public_jwk(&key)]),
-            "grant_types": ["authorization_code"],
+            "grant_types": ["authorization_code", "refresh_token"],
             "response_types": ["code"],
             "redirect_uris": [REDIRECT],
             "scope": "openid accounts",
             "id_token_signed_response_alg": "ES256",
         }),
-        ClientProfile::Fapi2,
+        profile,
         ClientSettings::default(),
     )
     .await;
@@ -350,4 +354,171 @@ async fn twenty_concurrent_redemptions_of_one_code_give_exactly_one_token() {
         }
     }
     assert_eq!(ok, 1);
+}
+
+/// A refresh request by `tpp` with a fresh assertion and a proof by `key`.
+async fn refresh(
+    h: &Harness,
+    tpp: &Tpp,
+    token: &str,
+    key: Option<&SigningKey>,
+    extra: &[(&str, &str)],
+) -> Answer {
+    let assertion = tpp.assertion(h);
+    let mut pairs: Vec<(&str, &str)> = vec![
+        ("grant_type", "refresh_token"),
+        ("refresh_token", token),
+        ("client_assertion_type", JWT_BEARER),
+        ("client_assertion", assertion.as_str()),
+    ];
+    pairs.extend_from_slice(extra);
+    let proof = key.map(|k| dpop_proof(h, k));
+    let headers: Vec<(&str, &str)> = proof.iter().map(|p| ("dpop", p.as_str())).collect();
+    send(h, token_request(&pairs, &headers)).await
+}
+
+#[tokio::test]
+async fn sp_5_3_2_1_9_a_fapi_refresh_token_is_not_rotated_and_binds_the_new_token_to_the_key_presented()
+ {
+    let h = harness().await;
+    let f = flow(&h).await;
+    let code = issue_code(&h, &f, None).await;
+    let first = redeem(&h, &f.tpp, &code, &dpop_key(), &[]).await;
+    first.issued("DPoP", "openid accounts");
+    let refresh_token = first.body["refresh_token"].as_str().unwrap().to_owned();
+
+    let key = dpop_key();
+    let answer = refresh(&h, &f.tpp, &refresh_token, Some(&key), &[]).await;
+    let access_token = answer.issued("DPoP", "openid accounts");
+    assert!(
+        answer.body.get("refresh_token").is_none(),
+        "FAPI: not rotated"
+    );
+    let claims = verified_claims(&h, &access_token, ACCOUNTS).await;
+    assert_eq!(claims["cnf"], json!({ "jkt": thumbprint(&key) }));
+    assert_eq!(claims["grant_id"], f.grant_id);
+    // The same token works again; a narrower scope is fine, a wider one is not.
+    refresh(
+        &h,
+        &f.tpp,
+        &refresh_token,
+        Some(&dpop_key()),
+        &[("scope", "accounts")],
+    )
+    .await
+    .issued("DPoP", "accounts");
+    refresh(
+        &h,
+        &f.tpp,
+        &refresh_token,
+        Some(&dpop_key()),
+        &[("scope", "accounts payments")],
+    )
+    .await
+    .refused(StatusCode::BAD_REQUEST, "invalid_scope", "payments");
+    // Checklist #44: no proof of possession.
+    refresh(&h, &f.tpp, &refresh_token, None, &[])
+        .await
+        .refused(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "sender-constrained",
+        );
+    // Checklist #43: no client authentication.
+    let pairs = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token.as_str()),
+        ("client_id", f.tpp.id.as_str()),
+    ];
+    send(
+        &h,
+        token_request(&pairs, &[("dpop", &dpop_proof(&h, &dpop_key()))]),
+    )
+    .await
+    .invalid_client("");
+}
+
+#[tokio::test]
+async fn checklist_42_45_refresh_tokens_belong_to_their_client_and_die_with_their_grant() {
+    let h = harness().await;
+    let f = flow(&h).await;
+    let code = issue_code(&h, &f, None).await;
+    let first = redeem(&h, &f.tpp, &code, &dpop_key(), &[]).await;
+    first.issued("DPoP", "openid accounts");
+    let refresh_token = first.body["refresh_token"].as_str().unwrap().to_owned();
+    // #42: another client, registered for refresh tokens too.
+    let key = SigningKey::generate(SigningAlg::Es256, 2048).unwrap();
+    let mut metadata = machine_client("private_key_jwt");
+    metadata["grant_types"] = json!(["authorization_code", "refresh_token"]);
+    metadata["response_types"] = json!(["code"]);
+    metadata["redirect_uris"] = json!([REDIRECT]);
+    metadata["jwks"] = jwks_of(&[public_jwk(&key)]);
+    let registered = register(
+        &h,
+        metadata,
+        ClientProfile::Fapi2,
+        ClientSettings::default(),
+    )
+    .await;
+    let other = Tpp {
+        id: registered.client.client_id.to_string(),
+        key,
+    };
+    refresh(&h, &other, &refresh_token, Some(&dpop_key()), &[])
+        .await
+        .refused(StatusCode::BAD_REQUEST, "invalid_grant", "another client");
+    refresh(&h, &f.tpp, "no-such-token", Some(&dpop_key()), &[])
+        .await
+        .refused(StatusCode::BAD_REQUEST, "invalid_grant", "not valid");
+    // #45: the grant is revoked.
+    h.state
+        .store
+        .grants()
+        .revoke(&f.grant_id, h.clock.now())
+        .await
+        .unwrap();
+    refresh(&h, &f.tpp, &refresh_token, Some(&dpop_key()), &[])
+        .await
+        .refused(StatusCode::BAD_REQUEST, "invalid_grant", "withdrawn");
+}
+
+#[tokio::test]
+async fn a_reused_code_revokes_the_refresh_tokens_of_its_grant() {
+    let h = harness().await;
+    let f = flow(&h).await;
+    let code = issue_code(&h, &f, None).await;
+    let first = redeem(&h, &f.tpp, &code, &dpop_key(), &[]).await;
+    let refresh_token = first.body["refresh_token"].as_str().unwrap().to_owned();
+    redeem(&h, &f.tpp, &code, &dpop_key(), &[]).await.refused(
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "used before",
+    );
+    refresh(&h, &f.tpp, &refresh_token, Some(&dpop_key()), &[])
+        .await
+        .refused(StatusCode::BAD_REQUEST, "invalid_grant", "revoked");
+}
+
+#[tokio::test]
+async fn oauth_refresh_tokens_rotate_with_a_grace_period() {
+    let h = harness().await;
+    let f = flow_of(&h, ClientProfile::Oauth).await;
+    let code = issue_code(&h, &f, None).await;
+    let first = redeem(&h, &f.tpp, &code, &dpop_key(), &[]).await;
+    let old = first.body["refresh_token"].as_str().unwrap().to_owned();
+    let rotated = refresh(&h, &f.tpp, &old, Some(&dpop_key()), &[]).await;
+    rotated.issued("DPoP", "openid accounts");
+    let new = rotated.body["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    // Within the grace period the old one still works (and gives no further token).
+    let retry = refresh(&h, &f.tpp, &old, Some(&dpop_key()), &[]).await;
+    retry.issued("DPoP", "openid accounts");
+    assert!(retry.body.get("refresh_token").is_none());
+    h.clock.advance(time::Duration::seconds(61));
+    refresh(&h, &f.tpp, &old, Some(&dpop_key()), &[])
+        .await
+        .refused(StatusCode::BAD_REQUEST, "invalid_grant", "replaced");
+    refresh(&h, &f.tpp, &new, Some(&dpop_key()), &[])
+        .await
+        .issued("DPoP", "openid accounts");
 }
