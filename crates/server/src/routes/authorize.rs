@@ -53,7 +53,7 @@ pub const ACR_PASSWORD: &str = "urn:portcullis:acr:pwd";
 pub const ACR_SCA: &str = "urn:portcullis:acr:sca";
 
 const INTERACTION_COOKIE: &str = "__Host-portcullis-interaction";
-const SESSION_COOKIE: &str = "__Host-portcullis-session";
+pub(crate) const SESSION_COOKIE: &str = "__Host-portcullis-session";
 /// Failed password or code attempts an interaction allows before it ends.
 const MAX_FAILURES: u32 = 5;
 const LOGIN_FAILED: &str = "The username or password is not right.";
@@ -94,7 +94,7 @@ impl Progress {
 }
 
 /// Adds the pages' security headers.
-fn secure(mut response: Response) -> Response {
+pub(crate) fn secure(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -134,8 +134,23 @@ fn service_name(state: &AppState) -> &str {
     &state.config.authorization.service_name
 }
 
+/// A page that tells the customer something (the error page's template, without an error).
+pub(crate) fn html_page(
+    state: &AppState,
+    status: StatusCode,
+    title: &str,
+    message: &str,
+) -> Response {
+    error_page(state, status, title, message)
+}
+
 /// An error page: the request cannot be sent back to a client safely.
-fn error_page(state: &AppState, status: StatusCode, title: &str, message: &str) -> Response {
+pub(crate) fn error_page(
+    state: &AppState,
+    status: StatusCode,
+    title: &str,
+    message: &str,
+) -> Response {
     html(
         status,
         ErrorPage {
@@ -165,7 +180,7 @@ fn cookie(name: &str, value: &str, max_age: i64) -> Option<HeaderValue> {
     .ok()
 }
 
-fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -392,6 +407,10 @@ async fn usable_session(
         && now - session.auth_time > Duration::seconds(i64::from(max_age))
     {
         return None;
+    }
+    // In use: the idle timeout starts again.
+    if let Err(e) = state.store.sessions().touch(&session.handle, now).await {
+        tracing::warn!(error = %e, "could not touch a session");
     }
     Some(session)
 }

@@ -13,7 +13,7 @@ use portcullis_jose::SigningAlg;
 
 use crate::app::{AppState, Urls};
 use crate::registration::Registrar;
-use crate::routes::{authorize, par, register, token, userinfo};
+use crate::routes::{authorize, logout, par, register, token, userinfo};
 
 /// The metadata document.
 #[derive(Debug, Serialize)]
@@ -28,6 +28,8 @@ pub struct Metadata {
     pub token_endpoint: String,
     /// OIDC Core §5.3.
     pub userinfo_endpoint: String,
+    /// OIDC RP-Initiated Logout §2.1.
+    pub end_session_endpoint: String,
     /// RFC 9126 §5.
     pub pushed_authorization_request_endpoint: String,
     /// RFC 9126 §5: every authorization request is pushed (FAPI2 SP 5.3.2.2-2).
@@ -99,6 +101,7 @@ impl Metadata {
             authorization_endpoint: urls.endpoint(authorize::PATH),
             token_endpoint: urls.endpoint(token::PATH),
             userinfo_endpoint: urls.endpoint(userinfo::PATH),
+            end_session_endpoint: urls.endpoint(logout::PATH),
             pushed_authorization_request_endpoint: urls.endpoint(par::PATH),
             require_pushed_authorization_requests: true,
             code_challenge_methods_supported: vec!["S256"],
@@ -182,6 +185,7 @@ mod tests {
                 "authorization_endpoint": "https://as.example/authorize",
                 "token_endpoint": "https://as.example/token",
                 "userinfo_endpoint": "https://as.example/userinfo",
+                "end_session_endpoint": "https://as.example/logout",
                 "pushed_authorization_request_endpoint": "https://as.example/par",
                 "require_pushed_authorization_requests": true,
                 "code_challenge_methods_supported": ["S256"],

@@ -6,6 +6,7 @@ mod code_grant;
 pub mod discovery;
 pub mod health;
 pub mod jwks;
+pub mod logout;
 pub mod oauth_error;
 pub mod par;
 mod refresh_grant;
@@ -49,6 +50,7 @@ pub fn router() -> Router<AppState> {
         .route(par::PATH, post(par::post))
         .route(authorize::PATH, get(authorize::get))
         .route(userinfo::PATH, get(userinfo::handle).post(userinfo::handle))
+        .route(logout::PATH, get(logout::handle).post(logout::handle))
         .route("/authorize/login", post(authorize::login))
         .route("/authorize/totp", post(authorize::second_factor))
         .route("/authorize/consent", post(authorize::consent))

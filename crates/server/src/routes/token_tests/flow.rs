@@ -613,3 +613,84 @@ async fn userinfo_answers_the_holder_of_a_token_of_a_standing_grant() {
     assert_eq!(revoked.status, StatusCode::UNAUTHORIZED);
     assert_eq!(revoked.body["error"], "invalid_token");
 }
+
+#[tokio::test]
+async fn checklist_65_rp_initiated_logout_ends_the_session_and_redirects_only_where_registered() {
+    let h = harness().await;
+    let tpp = code_client(&h, ClientProfile::Fapi2).await;
+    customer(&h, "hana", false).await;
+    let mut b = Browser::default();
+    let login = b.get(&h, &pushed(&h, &tpp, &[]).await).await;
+    let consent = log_in(&mut b, &h, &login, "hana", "correct horse battery").await;
+    let redirect = approve(&mut b, &h, &consent, &[]).await.redirect();
+    let answer = token_for(&h, &tpp, &redirect["code"]).await;
+    answer.issued("DPoP", "openid accounts");
+    let id_token = answer.body["id_token"].as_str().unwrap().to_owned();
+    let encode = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+
+    // A modified hint, and a redirect the client did not register: a page, never a redirect.
+    let mut tampered = id_token.clone();
+    tampered.pop();
+    tampered.push(if id_token.ends_with('A') { 'B' } else { 'A' });
+    for uri in [
+        format!(
+            "/logout?id_token_hint={}&post_logout_redirect_uri={}",
+            encode(&tampered),
+            encode("https://tpp.example/logged-out")
+        ),
+        format!(
+            "/logout?id_token_hint={}&post_logout_redirect_uri={}",
+            encode(&id_token),
+            encode("https://evil.example/")
+        ),
+        format!(
+            "/logout?id_token_hint={}&post_logout_redirect_uri={}",
+            encode(&id_token),
+            encode("https://tpp.example/logged-out?x=1")
+        ),
+        format!(
+            "/logout?post_logout_redirect_uri={}",
+            encode("https://tpp.example/logged-out")
+        ),
+    ] {
+        let page = b.get(&h, &uri).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{uri}: {}", page.body);
+        assert!(page.headers.get(header::LOCATION).is_none());
+    }
+    // Still logged in: straight to consent.
+    let still = b.get(&h, &pushed(&h, &tpp, &[]).await).await;
+    assert!(still.body.contains(r#"action="/authorize/consent""#));
+
+    // An expired hint (ID tokens live 5 minutes) still identifies the client; the session
+    // (idle for less than its 15 minutes) ends; state comes back.
+    h.clock.advance(time::Duration::minutes(10));
+    let old_session = b
+        .cookies
+        .iter()
+        .find(|(k, _)| k == "__Host-portcullis-session")
+        .cloned()
+        .unwrap();
+    let out = b
+        .get(
+            &h,
+            &format!(
+                "/logout?id_token_hint={}&post_logout_redirect_uri={}&state=bye",
+                encode(&id_token),
+                encode("https://tpp.example/logged-out")
+            ),
+        )
+        .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER, "{}", out.body);
+    assert_eq!(
+        out.headers[header::LOCATION],
+        "https://tpp.example/logged-out?state=bye"
+    );
+    // The browser is told to forget the cookie; even one that kept it finds the session gone.
+    b.cookies.retain(|(k, _)| k != "__Host-portcullis-session");
+    b.cookies.push(old_session);
+    let after = b.get(&h, &pushed(&h, &tpp, &[]).await).await;
+    assert!(
+        after.body.contains(r#"action="/authorize/login""#),
+        "the session is over"
+    );
+}

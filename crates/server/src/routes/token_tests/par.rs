@@ -23,6 +23,7 @@ pub(super) async fn code_client(h: &Harness, profile: ClientProfile) -> Tpp {
         "grant_types": ["authorization_code", "refresh_token"],
         "response_types": ["code"],
         "redirect_uris": [REDIRECT],
+        "post_logout_redirect_uris": ["https://tpp.example/logged-out"],
         "scope": "openid accounts",
         "authorization_details_types": ["account_information"],
     });
