@@ -277,6 +277,25 @@ async fn client_credentials(
         .into());
     }
     let target = target(state, form, client).await?;
+    // RFC 9396 §6: rich authorization details with this grant too, checked as at PAR.
+    let details = match form.get("authorization_details") {
+        None => None,
+        Some(text) => {
+            if target.audience == [admin_audience(&state.urls.issuer)] {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidRequest,
+                    "admin tokens carry no authorization_details",
+                )
+                .into());
+            }
+            Some(serde_json::Value::Array(
+                portcullis_core::authz::details::validate(
+                    &serde_json::Value::String(text.to_owned()),
+                    &client.metadata.authorization_details_types,
+                )?,
+            ))
+        }
+    };
     if target.format == TokenFormat::Opaque {
         return Err(OAuthError::new(
             ErrorCode::InvalidRequest,
@@ -306,7 +325,7 @@ async fn client_credentials(
         subject: client.client.client_id.to_string(),
         client_id: client.client.client_id.clone(),
         scope: (!target.scopes.is_empty()).then(|| target.scopes.join(" ")),
-        authorization_details: None,
+        authorization_details: details,
         confirmation: confirmation.clone(),
         issued_at: now,
         lifetime: Duration::seconds(i64::from(lifetime_secs)),
@@ -328,6 +347,9 @@ async fn client_credentials(
     body.insert("expires_in".into(), lifetime_secs.into());
     if let Some(scope) = &token.scope {
         body.insert("scope".into(), scope.clone().into());
+    }
+    if let Some(details) = &token.authorization_details {
+        body.insert("authorization_details".into(), details.clone());
     }
     Ok(token_response(state, body))
 }

@@ -499,3 +499,55 @@ async fn rfc_9449_9_the_admin_api_asks_for_a_nonce_too() {
     let listed = send(&h, call(proof(Some(&fresh)))).await;
     assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
 }
+
+#[tokio::test]
+async fn rfc_9396_client_credentials_carry_checked_authorization_details() {
+    let h = harness().await;
+    serve_accounts(&h).await;
+    let key = SigningKey::generate(SigningAlg::Es256, 2048).unwrap();
+    let mut metadata = machine_client("private_key_jwt");
+    metadata["jwks"] = jwks_of(&[public_jwk(&key)]);
+    metadata["authorization_details_types"] = json!(["account_information"]);
+    let registered = register(
+        &h,
+        metadata,
+        ClientProfile::Fapi2,
+        ClientSettings::default(),
+    )
+    .await;
+    let tpp = Tpp {
+        id: registered.client.client_id.to_string(),
+        key,
+    };
+    let details = r#"[{"type":"account_information","actions":["list_accounts"]}]"#;
+    let answer = post_assertion(
+        &h,
+        &tpp.assertion(&h),
+        &[("authorization_details", details)],
+    )
+    .await;
+    let token = answer.issued("DPoP", "accounts");
+    assert_eq!(
+        answer.body["authorization_details"][0]["type"],
+        "account_information"
+    );
+    let claims = verified_claims(&h, &token, ACCOUNTS).await;
+    assert_eq!(
+        claims["authorization_details"][0]["actions"],
+        json!(["list_accounts"])
+    );
+    post_assertion(
+        &h,
+        &tpp.assertion(&h),
+        &[(
+            "authorization_details",
+            r#"[{"type":"payment_initiation"}]"#,
+        )],
+    )
+    .await
+    .refused(
+        StatusCode::BAD_REQUEST,
+        "invalid_authorization_details",
+        "not registered",
+    );
+}
