@@ -14,6 +14,7 @@ mod admin;
 mod clients;
 mod config;
 mod discovery;
+mod flow;
 mod keys;
 mod lifecycle;
 mod oauth;

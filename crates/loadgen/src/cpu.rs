@@ -20,3 +20,38 @@ pub fn process_cpu(pid: &str) -> Option<Duration> {
     let ticks = utime + stime;
     Some(Duration::from_millis(ticks * 1000 / TICKS_PER_SEC))
 }
+
+/// CPU time of this process and, optionally, of the server over a window.
+#[derive(Debug, Clone, Copy)]
+pub struct Meter {
+    server_pid: Option<u32>,
+    own_before: Option<Duration>,
+    server_before: Option<Duration>,
+}
+
+impl Meter {
+    /// Starts the window now.
+    #[must_use]
+    pub fn start(server_pid: Option<u32>) -> Self {
+        Self {
+            server_pid,
+            own_before: process_cpu("self"),
+            server_before: server_pid.and_then(|pid| process_cpu(&pid.to_string())),
+        }
+    }
+
+    /// The CPU time this process and the server took since [`Meter::start`], where `/proc` can
+    /// say.
+    #[must_use]
+    pub fn stop(self) -> (Option<Duration>, Option<Duration>) {
+        let own = process_cpu("self")
+            .zip(self.own_before)
+            .map(|(after, before)| after.saturating_sub(before));
+        let server = self
+            .server_pid
+            .and_then(|pid| process_cpu(&pid.to_string()))
+            .zip(self.server_before)
+            .map(|(after, before)| after.saturating_sub(before));
+        (own, server)
+    }
+}

@@ -1,6 +1,7 @@
 //! The client's side of each token request: the `private_key_jwt` client assertion (RFC 7523)
 //! and the DPoP proof (RFC 9449), both signed afresh with a unique `jti` for every request, so
-//! that the server has to verify two signatures and record two single-use `jti`s each time.
+//! that the server has to verify two signatures and record two single-use `jti`s each time; the
+//! PKCE pairs of the code flow; and fresh ES256 key pairs for `portcullis-load keygen`.
 //!
 //! Signing uses `jsonwebtoken` over aws-lc-rs, the same independent JOSE stack as the end-to-end
 //! tests (`tests/e2e/oauth.rs`), not the server's own.
@@ -9,8 +10,10 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail, ensure};
+use aws_lc_rs::digest;
+use aws_lc_rs::encoding::{AsBigEndian as _, EcPrivateKeyBin};
 use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::Jwk;
@@ -111,13 +114,29 @@ impl ClientKey {
         })
     }
 
-    /// A fresh random identifier (128 bits, base64url), for `jti`s.
-    fn random_id(&self) -> anyhow::Result<String> {
+    /// A fresh random identifier (128 bits, base64url), for `jti`s, `state` and `nonce`.
+    pub fn random_id(&self) -> anyhow::Result<String> {
         let mut bytes = [0_u8; 16];
         self.rng
             .fill(&mut bytes)
             .map_err(|_| anyhow::anyhow!("the system RNG failed"))?;
         Ok(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// A PKCE pair (RFC 7636 §4.1, §4.2): a fresh 43-character verifier from 256 random bits,
+    /// and its S256 challenge.
+    ///
+    /// # Errors
+    /// When the RNG fails.
+    pub fn pkce(&self) -> anyhow::Result<(String, String)> {
+        let mut bytes = [0_u8; 32];
+        self.rng
+            .fill(&mut bytes)
+            .map_err(|_| anyhow::anyhow!("the system RNG failed"))?;
+        let verifier = URL_SAFE_NO_PAD.encode(bytes);
+        let challenge =
+            URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, verifier.as_bytes()));
+        Ok((verifier, challenge))
     }
 
     /// A client assertion (RFC 7523 §3) for `client_id`, addressed to `audience` (for FAPI 2.0:
@@ -156,6 +175,44 @@ impl ClientKey {
         jsonwebtoken::encode(&self.proof_header, &claims, &self.key)
             .context("signing the DPoP proof")
     }
+}
+
+/// A fresh ES256 key pair as JWKs: the private JWK (`kty`, `crv`, `x`, `y`, `d`, `kid`, `alg`,
+/// `use`) and the public JWK Set holding only its public members. The `kid` is the key's
+/// RFC 7638 thumbprint.
+///
+/// # Errors
+/// When key generation or encoding fails.
+pub fn generate_jwks() -> anyhow::Result<(Value, Value)> {
+    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+        .map_err(|_| anyhow::anyhow!("cannot generate a P-256 key"))?;
+    let point = pair.public_key().as_ref();
+    // The uncompressed point: 0x04, then x and y, 32 bytes each.
+    let (Some(x), Some(y)) = (point.get(1..33), point.get(33..65)) else {
+        bail!("the public key is not an uncompressed P-256 point");
+    };
+    let private: EcPrivateKeyBin<'_> = pair
+        .private_key()
+        .as_be_bytes()
+        .map_err(|_| anyhow::anyhow!("cannot encode the private key"))?;
+    let (x, y) = (URL_SAFE_NO_PAD.encode(x), URL_SAFE_NO_PAD.encode(y));
+    // RFC 7638 §3.2: the required members only, in lexicographic order, without whitespace.
+    let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+    let kid = URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, canonical.as_bytes()));
+    let public = json!({
+        "kty": "EC",
+        "crv": "P-256",
+        "x": x,
+        "y": y,
+        "kid": kid,
+        "alg": "ES256",
+        "use": "sig",
+    });
+    let mut private_jwk = public.clone();
+    if let Some(members) = private_jwk.as_object_mut() {
+        members.insert("d".into(), URL_SAFE_NO_PAD.encode(private.as_ref()).into());
+    }
+    Ok((private_jwk, json!({ "keys": [public] })))
 }
 
 /// Seconds since the Unix epoch by this machine's clock, which the server on the same machine

@@ -1,10 +1,13 @@
-//! The report printed after a run: counts, throughput, latency percentiles, the client's own
-//! signing cost and CPU use, and the failures by kind with the first answer of each.
+//! The reports printed after a run: counts, throughput, latency percentiles (per step for a
+//! flow), the client's own cost and CPU use, and the failures by kind with the first answer of
+//! each.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::token::{Outcome, Tally};
+use crate::flow;
+use crate::token::{Failure, Outcome, Tally};
 
 /// The report of `outcome` as text.
 #[must_use]
@@ -78,11 +81,16 @@ fn write_report(out: &mut String, outcome: &Outcome) -> std::fmt::Result {
         None => writeln!(out, "  server      (pass --server-pid to measure)")?,
     }
 
-    let mut failures: Vec<_> = warmup
-        .failures
-        .keys()
-        .chain(measured.failures.keys())
-        .collect();
+    write_failures(out, &warmup.failures, &measured.failures)
+}
+
+/// The failures by kind over both phases, each with its first answer.
+fn write_failures(
+    out: &mut String,
+    warmup: &BTreeMap<String, Failure>,
+    measured: &BTreeMap<String, Failure>,
+) -> std::fmt::Result {
+    let mut failures: Vec<_> = warmup.keys().chain(measured.keys()).collect();
     failures.sort_unstable();
     failures.dedup();
     if !failures.is_empty() {
@@ -91,11 +99,11 @@ fn write_report(out: &mut String, outcome: &Outcome) -> std::fmt::Result {
             "errors by kind (warmup + measured), with the first answer of each:"
         )?;
         for kind in failures {
-            let in_phase = |t: &Tally| t.failures.get(kind).map_or(0, |f| f.count);
+            let in_phase =
+                |phase: &BTreeMap<String, Failure>| phase.get(kind).map_or(0, |f| f.count);
             let first = measured
-                .failures
                 .get(kind)
-                .or_else(|| warmup.failures.get(kind))
+                .or_else(|| warmup.get(kind))
                 .map_or("", |f| f.first.as_str());
             writeln!(
                 out,
@@ -108,6 +116,179 @@ fn write_report(out: &mut String, outcome: &Outcome) -> std::fmt::Result {
         }
     }
     Ok(())
+}
+
+/// The report of a `flow` run as text.
+#[must_use]
+pub fn render_flow(outcome: &flow::Outcome) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = write_flow_report(&mut out, outcome);
+    out
+}
+
+fn write_flow_report(out: &mut String, outcome: &flow::Outcome) -> std::fmt::Result {
+    let flow::Outcome {
+        warmup,
+        measured,
+        window,
+        own_cpu,
+        server_cpu,
+        reuse_session,
+    } = outcome;
+    let secs = window.as_secs_f64();
+    writeln!(
+        out,
+        "warmup:     {} flows, {} failed (not counted below)",
+        warmup.started,
+        warmup.errors()
+    )?;
+    writeln!(out, "measured:   {secs:.2} s")?;
+    writeln!(out, "  flows started    {}", measured.started)?;
+    writeln!(out, "  flows completed  {}", measured.completed)?;
+    writeln!(out, "  flows failed     {}", measured.errors())?;
+    writeln!(
+        out,
+        "  throughput       {:.2} complete flows/s",
+        per_sec(measured.completed, secs)
+    )?;
+    let requests: u64 = measured.versions.values().sum();
+    let protocols: Vec<String> = measured
+        .versions
+        .iter()
+        .map(|(version, count)| format!("{version} ×{count}"))
+        .collect();
+    if !protocols.is_empty() {
+        writeln!(
+            out,
+            "  requests         {requests} ({:.1}/s; {})",
+            per_sec(requests, secs),
+            protocols.join(", ")
+        )?;
+    }
+
+    writeln!(
+        out,
+        "latency per step, successful requests (send to last body byte; client work excluded):"
+    )?;
+    writeln!(
+        out,
+        "  {:<26} {:>6} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>6}",
+        "step", "ok", "errors", "mean", "p50", "p90", "p99", "max", "share"
+    )?;
+    let total: Duration = flow::Step::ALL
+        .iter()
+        .flat_map(|step| measured.steps.get(*step).latencies.iter())
+        .sum();
+    let mut slowest: Option<(flow::Step, Duration)> = None;
+    for (number, step) in flow::Step::ALL.into_iter().enumerate() {
+        let tally = measured.steps.get(step);
+        let sum: Duration = tally.latencies.iter().sum();
+        if slowest.is_none_or(|(_, s)| sum > s) {
+            slowest = Some((step, sum));
+        }
+        write_row(
+            out,
+            &format!("{} {}", number + 1, step.label()),
+            &tally.latencies,
+            Some(tally.errors),
+            share(sum, total),
+        )?;
+    }
+    write_row(
+        out,
+        "complete flow (wall)",
+        &measured.flows,
+        None,
+        String::new(),
+    )?;
+    writeln!(
+        out,
+        "  (share: of the summed latencies of all successful steps; wall: a complete flow's \
+         five requests and the client's work between them)"
+    )?;
+    let login = measured.steps.get(flow::Step::Login);
+    if *reuse_session {
+        writeln!(
+            out,
+            "logins: {} (kept sessions skip the login after each worker's first flow)",
+            login.latencies.len()
+        )?;
+    } else if slowest.is_some_and(|(step, _)| step == flow::Step::Login) {
+        writeln!(
+            out,
+            "login dominates ({} of the step time): the password check is argon2id at OWASP \
+             parameters\n  (19 MiB, t=2), slow on purpose; the server runs at most \
+             passwords.max_concurrent_hashes\n  (default: one per core) at once, and further \
+             logins queue",
+            share(login.latencies.iter().sum(), total)
+        )?;
+    } else {
+        writeln!(
+            out,
+            "login is not the slowest step in this run ({} of the step time), although its \
+             argon2id\n  password check (OWASP parameters) is slow on purpose",
+            share(login.latencies.iter().sum(), total)
+        )?;
+    }
+
+    let work = measured.client_work.as_secs_f64();
+    let mean_us = if measured.completed == 0 {
+        0.0
+    } else {
+        work * 1e6 / u64_to_f64(measured.completed)
+    };
+    writeln!(
+        out,
+        "client work per complete flow (PKCE, 2 assertions + 1 DPoP proof, parsing; wall time \
+         minus requests):\n  {mean_us:.0} µs, {work:.2} s in all = {:.2} cores over the window",
+        if secs > 0.0 { work / secs } else { 0.0 }
+    )?;
+    writeln!(
+        out,
+        "CPU during the measured window (from /proc; 1.00 = one core busy):"
+    )?;
+    writeln!(out, "  load tool   {}", cores(*own_cpu, secs))?;
+    match server_cpu {
+        Some(_) => writeln!(out, "  server      {}", cores(*server_cpu, secs))?,
+        None => writeln!(out, "  server      (pass --server-pid to measure)")?,
+    }
+    write_failures(out, &warmup.failures, &measured.failures)
+}
+
+/// One row of the step table: count, errors, mean and percentiles of `latencies`, and `share`.
+fn write_row(
+    out: &mut String,
+    label: &str,
+    latencies: &[Duration],
+    errors: Option<u64>,
+    share: String,
+) -> std::fmt::Result {
+    let mut sorted = latencies.to_vec();
+    sorted.sort_unstable();
+    let count = u64::try_from(sorted.len()).unwrap_or(u64::MAX);
+    let mean = (count > 0).then(|| {
+        Duration::from_secs_f64(sorted.iter().sum::<Duration>().as_secs_f64() / u64_to_f64(count))
+    });
+    let row = format!(
+        "  {label:<26} {count:>6} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10} {share:>6}",
+        errors.map_or_else(String::new, |e| e.to_string()),
+        ms(mean),
+        ms(percentile(&sorted, 50)),
+        ms(percentile(&sorted, 90)),
+        ms(percentile(&sorted, 99)),
+        ms(sorted.last().copied()),
+    );
+    writeln!(out, "{}", row.trim_end())
+}
+
+/// `part` as a percentage of `total`.
+fn share(part: Duration, total: Duration) -> String {
+    if total.is_zero() {
+        "-".into()
+    } else {
+        format!("{:.0} %", part.as_secs_f64() * 100.0 / total.as_secs_f64())
+    }
 }
 
 /// The client's signing cost: per request, and as a share of a core over the window.

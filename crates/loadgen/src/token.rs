@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::key::ClientKey;
 
 /// The client-assertion type of RFC 7523 §2.2.
-const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// How much of an error body is kept for the report.
 const MAX_BODY_CHARS: usize = 400;
@@ -123,30 +123,36 @@ pub struct Outcome {
     pub server_cpu: Option<Duration>,
 }
 
-/// What the workers share: the target, the HTTP client and the latest DPoP nonce.
-#[derive(Debug)]
-struct Shared {
-    target: Target,
-    http: reqwest::Client,
-    /// The latest `DPoP-Nonce` the server sent (RFC 9449 §8); none unless it asks for nonces.
-    nonce: Mutex<Option<String>>,
-}
+/// The latest `DPoP-Nonce` the server sent (RFC 9449 §8), shared by the workers; none unless
+/// the server asks for nonces.
+#[derive(Debug, Default)]
+pub(crate) struct DpopNonce(Mutex<Option<String>>);
 
-impl Shared {
-    fn nonce(&self) -> Option<String> {
-        self.nonce.lock().ok().and_then(|nonce| nonce.clone())
+impl DpopNonce {
+    /// The nonce to put in the next proof.
+    pub(crate) fn get(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|nonce| nonce.clone())
     }
 
-    fn remember_nonce(&self, header: Option<&HeaderValue>) {
+    /// Keeps the `DPoP-Nonce` header of an answer, if it has one.
+    pub(crate) fn remember(&self, header: Option<&HeaderValue>) {
         let Some(value) = header.and_then(|v| v.to_str().ok()) else {
             return;
         };
-        if let Ok(mut nonce) = self.nonce.lock()
+        if let Ok(mut nonce) = self.0.lock()
             && nonce.as_deref() != Some(value)
         {
             *nonce = Some(value.to_owned());
         }
     }
+}
+
+/// What the workers share: the target, the HTTP client and the latest DPoP nonce.
+#[derive(Debug)]
+struct Shared {
+    target: Target,
+    http: reqwest::Client,
+    nonce: DpopNonce,
 }
 
 /// What one request came to.
@@ -168,7 +174,7 @@ async fn request(shared: &Shared, tally: &mut Tally) -> Option<(Answer, Duration
         .and_then(|assertion| {
             let proof = target
                 .key
-                .dpop_proof(&target.token_url, shared.nonce().as_deref())?;
+                .dpop_proof(&target.token_url, shared.nonce.get().as_deref())?;
             Ok((assertion, proof))
         });
     tally.signing += signing_started.elapsed();
@@ -203,7 +209,7 @@ async fn request(shared: &Shared, tally: &mut Tally) -> Option<(Answer, Duration
     };
     let status = response.status();
     let version = response.version();
-    shared.remember_nonce(response.headers().get("dpop-nonce"));
+    shared.nonce.remember(response.headers().get("dpop-nonce"));
     let body = match response.bytes().await {
         Ok(body) => body,
         Err(error) => {
@@ -335,7 +341,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         target,
         http,
-        nonce: Mutex::new(None),
+        nonce: DpopNonce::default(),
     });
     preflight(&shared).await?;
 
@@ -347,8 +353,7 @@ pub async fn run(
         .collect();
 
     tokio::time::sleep_until(measure_from).await;
-    let own_before = crate::cpu::process_cpu("self");
-    let server_before = server_pid.and_then(|pid| crate::cpu::process_cpu(&pid.to_string()));
+    let meter = crate::cpu::Meter::start(server_pid);
 
     let mut warmup = Tally::default();
     let mut measured = Tally::default();
@@ -358,13 +363,7 @@ pub async fn run(
         measured.merge(m);
     }
     let window = measure_from.elapsed();
-    let own_cpu = crate::cpu::process_cpu("self")
-        .zip(own_before)
-        .map(|(after, before)| after.saturating_sub(before));
-    let server_cpu = server_pid
-        .and_then(|pid| crate::cpu::process_cpu(&pid.to_string()))
-        .zip(server_before)
-        .map(|(after, before)| after.saturating_sub(before));
+    let (own_cpu, server_cpu) = meter.stop();
     Ok(Outcome {
         warmup,
         measured,
@@ -375,7 +374,7 @@ pub async fn run(
 }
 
 /// A short kind for a transport error.
-fn transport_kind(error: &reqwest::Error) -> String {
+pub(crate) fn transport_kind(error: &reqwest::Error) -> String {
     let what = if error.is_timeout() {
         "timeout"
     } else if error.is_connect() {
@@ -391,7 +390,7 @@ fn transport_kind(error: &reqwest::Error) -> String {
 }
 
 /// An error with its causes, which reqwest's `Display` leaves out.
-fn chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -403,7 +402,7 @@ fn chain(error: &dyn std::error::Error) -> String {
 }
 
 /// At most [`MAX_BODY_CHARS`] characters of `text`.
-fn shorten(text: &str) -> String {
+pub(crate) fn shorten(text: &str) -> String {
     match text.char_indices().nth(MAX_BODY_CHARS) {
         Some((cut, _)) => format!("{}…", text.get(..cut).unwrap_or(text)),
         None => text.to_owned(),

@@ -1091,11 +1091,19 @@ mod suite {
         let codes = store.codes();
         let issued = code("code-1", &consent, at_micros(0));
         codes.add(&issued).await.unwrap();
+        // Finding a code does not use it up.
+        assert_eq!(codes.find(&issued.handle).await.unwrap(), issued);
+        assert_eq!(codes.find(&issued.handle).await.unwrap(), issued);
 
         assert_eq!(
             codes.redeem(&issued.handle, at(1)).await.unwrap(),
             Redemption::Redeemed(issued.clone())
         );
+        assert_eq!(codes.find(&issued.handle).await.unwrap(), issued);
+        assert!(matches!(
+            codes.find(&SecretHash::of("no-such-code")).await,
+            Err(StoreError::NotFound)
+        ));
         assert_eq!(
             codes.redeem(&issued.handle, at(2)).await.unwrap(),
             Redemption::Reused(issued.clone())

@@ -105,6 +105,14 @@ pub trait CodeStore: Send + Sync {
     /// [`StoreError::Conflict`] if the handle is taken, or the client or grant is unknown.
     async fn add(&self, code: &StoredCode) -> Result<(), StoreError>;
 
+    /// The code with this handle, used or not, without using it up: the token endpoint checks
+    /// everything about a code before it redeems it, so that the one request that redeems it
+    /// also gets the tokens.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] if there is no such code.
+    async fn find(&self, handle: &SecretHash) -> Result<StoredCode, StoreError>;
+
     /// Uses a code up, at `now`. Atomic: of concurrent calls with one handle exactly one gets
     /// [`Redemption::Redeemed`]; the others, and every later call, get [`Redemption::Reused`].
     /// Expiry is the caller's to check on the returned code.

@@ -1,6 +1,6 @@
-//! The `authorization_code` grant at `/token` (RFC 6749 §4.1.3, FAPI2 SP 5.3.2.1): the code is
-//! used up atomically, so of any number of concurrent redemptions exactly one gets tokens; a
-//! code presented again revokes its grant (checklist #1). The code belongs to the authenticated
+//! The `authorization_code` grant at `/token` (RFC 6749 §4.1.3, FAPI2 SP 5.3.2.1): every check is
+//! made first, then the code is used up atomically, so of any number of concurrent redemptions
+//! exactly one gets tokens; a code presented again revokes its grant (checklist #1). The code belongs to the authenticated
 //! client, is at most 60 s old, came back with its `redirect_uri` and the PKCE verifier, and a
 //! code bound to a DPoP key at PAR is redeemed with that key (RFC 9449 §10). The access token is
 //! sender-constrained and carries the grant; an ID token comes with `openid`.
@@ -52,29 +52,13 @@ pub(crate) async fn redeem(
         .into());
     }
     let presented = form.require("code")?;
+    let handle = SecretHash::of(presented);
     let now = state.clock.now();
-    let stored = match state
-        .store
-        .codes()
-        .redeem(&SecretHash::of(presented), now)
-        .await
-    {
-        Ok(Redemption::Redeemed(stored)) => stored,
-        Ok(Redemption::Reused(stored)) => {
-            // Checklist #1: a replayed code revokes what the first redemption gave.
-            revoke_reused(
-                state,
-                &stored.grant_id,
-                &client.client.client_id.to_string(),
-            )
-            .await;
-            return Err(invalid_grant(
-                "the code has been used before; the tokens issued from it are revoked (RFC 6749 §4.1.2)",
-            ));
-        }
-        Err(StoreError::NotFound) => {
-            return Err(invalid_grant("the code is not valid"));
-        }
+    // Everything is checked before the code is used up, so that the one request that redeems
+    // it is also the one that gets the tokens, whatever replays do meanwhile.
+    let stored = match state.store.codes().find(&handle).await {
+        Ok(stored) => stored,
+        Err(StoreError::NotFound) => return Err(invalid_grant("the code is not valid")),
         Err(e) => return Err(server_error("token: codes", &e)),
     };
     // Checklist #3: the code belongs to the client redeeming it.
@@ -132,6 +116,25 @@ pub(crate) async fn redeem(
         return Err(invalid_grant(
             "the code is bound to another DPoP key than this proof's (RFC 9449 §10)",
         ));
+    }
+
+    // Now use it up: of concurrent redemptions exactly one gets past this point.
+    match state.store.codes().redeem(&handle, now).await {
+        Ok(Redemption::Redeemed(_)) => {}
+        Ok(Redemption::Reused(stored)) => {
+            // Checklist #1: a replayed code revokes what the first redemption gave.
+            revoke_reused(
+                state,
+                &stored.grant_id,
+                &client.client.client_id.to_string(),
+            )
+            .await;
+            return Err(invalid_grant(
+                "the code has been used before; the tokens issued from it are revoked (RFC 6749 §4.1.2)",
+            ));
+        }
+        Err(StoreError::NotFound) => return Err(invalid_grant("the code is not valid")),
+        Err(e) => return Err(server_error("token: codes", &e)),
     }
 
     let audience = audience(state, &content).await?;

@@ -185,6 +185,17 @@ impl CodeStore for PgCodes {
         .map_err(from_sqlx)
     }
 
+    async fn find(&self, handle: &SecretHash) -> Result<StoredCode, StoreError> {
+        sqlx::query_as::<_, CodeRow>(&format!(
+            "SELECT {CODE_COLUMNS} FROM authorization_codes WHERE handle = $1"
+        ))
+        .bind(handle.as_bytes().as_slice())
+        .fetch_one(&self.0)
+        .await
+        .map_err(from_sqlx)?
+        .try_into()
+    }
+
     async fn redeem(
         &self,
         handle: &SecretHash,
