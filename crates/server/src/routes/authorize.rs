@@ -1131,16 +1131,6 @@ async fn finish_with_error(
     error: ErrorCode,
     description: &str,
 ) -> Response {
-    let now = state.clock.now();
-    if let Err(e) = state
-        .store
-        .pushed_requests()
-        .consume(&c.context.request_handle, now)
-        .await
-        && !matches!(e, StoreError::NotFound)
-    {
-        tracing::warn!(error = %e, "could not use up a refused request");
-    }
     if let Err(e) = state
         .store
         .interactions()
@@ -1152,12 +1142,24 @@ async fn finish_with_error(
     redirect_error(state, &c.context, error, description).await
 }
 
+/// An error sent back to the client; the pushed request is used up by it, as by a success
+/// (RFC 9126 §7.3: a `request_uri` serves one authorization).
 async fn redirect_error(
     state: &AppState,
     context: &Context,
     error: ErrorCode,
     description: &str,
 ) -> Response {
+    let now = state.clock.now();
+    if let Err(e) = state
+        .store
+        .pushed_requests()
+        .consume(&context.request_handle, now)
+        .await
+        && !matches!(e, StoreError::NotFound)
+    {
+        tracing::warn!(error = %e, "could not use up a refused request");
+    }
     redirect(
         state,
         context,

@@ -330,6 +330,9 @@ async fn checklist_56_prompt_none_without_a_session_and_refusal_redirect_with_er
     assert_eq!(redirect["error"], "login_required");
     assert_eq!(redirect["state"], "state-1");
     assert_eq!(redirect["iss"], ISSUER);
+    // An error ends the request too (RFC 9126 §7.3): the same request_uri gets a page now.
+    let reused = b.get(&h, &url).await;
+    assert_eq!(reused.status, StatusCode::BAD_REQUEST);
 
     let url = pushed(&h, &tpp, &[]).await;
     let login = b.get(&h, &url).await;
