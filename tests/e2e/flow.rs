@@ -32,22 +32,22 @@ use crate::support::{Fixture, options};
 /// The resource server whose scope `accounts` the clients ask for.
 const RESOURCE: &str = "https://api.bank.example/accounts";
 /// The clients' redirect URI (nothing listens there: the browser only reads the 303).
-const REDIRECT: &str = "https://tpp.example/cb";
+pub(crate) const REDIRECT: &str = "https://tpp.example/cb";
 /// Where the clients want the browser after logout.
 const LOGGED_OUT: &str = "https://tpp.example/logged-out";
 /// Every customer's password.
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 /// What every authorization asks for besides its scopes (RFC 9396).
 const DETAILS: &str = r#"[{"type":"account_information","actions":["read_balances"]}]"#;
 /// The `acr` of a password login, and of password and TOTP.
 const ACR_PASSWORD: &str = "urn:portcullis:acr:pwd";
-const ACR_SCA: &str = "urn:portcullis:acr:sca";
+pub(crate) const ACR_SCA: &str = "urn:portcullis:acr:sca";
 const SESSION_COOKIE: &str = "__Host-portcullis-session";
 const INTERACTION_COOKIE: &str = "__Host-portcullis-interaction";
 
 /// A server that trusts a test CA for `tls_client_auth`, with the accounts API registered and
 /// an admin session holding every admin scope.
-struct Bank {
+pub(crate) struct Bank {
     f: Fixture,
     ca: TestCa,
     session: AdminSession,
@@ -55,7 +55,7 @@ struct Bank {
 
 impl Bank {
     /// A fresh server on SQLite whose `client_auth.trust_anchor_files` names a fresh CA.
-    async fn start() -> Bank {
+    pub(crate) async fn start() -> Bank {
         let ca = TestCa::new("Portcullis e2e flow CA");
         let dir = tempfile::tempdir().unwrap();
         let db = TestDatabase::new(Backend::Sqlite).await;
@@ -86,12 +86,12 @@ impl Bank {
         bank
     }
 
-    fn app(&self) -> &App {
+    pub(crate) fn app(&self) -> &App {
         &self.f.app
     }
 
     /// A customer with [`PASSWORD`], created through the admin API; their id.
-    async fn customer(&self, username: &str) -> String {
+    pub(crate) async fn customer(&self, username: &str) -> String {
         let user = self
             .session
             .create(
@@ -108,7 +108,7 @@ impl Bank {
     }
 
     /// Enrols `user` in TOTP through the admin API; the shared secret from the `otpauth` URI.
-    async fn enrol_totp(&self, user: &str) -> Vec<u8> {
+    pub(crate) async fn enrol_totp(&self, user: &str) -> Vec<u8> {
         let reply = self
             .session
             .call(
@@ -130,8 +130,25 @@ impl Bank {
 
     /// Registers a FAPI 2.0 client of the code flow that authenticates with `auth` and gets
     /// tokens bound by `binding`; its ID tokens are signed with `id_token_alg`.
-    async fn tpp(&self, auth: Auth, binding: Binding, id_token_alg: &str) -> Tpp {
-        let name = format!("{auth:?} {binding:?}");
+    pub(crate) async fn tpp(&self, auth: Auth, binding: Binding, id_token_alg: &str) -> Tpp {
+        self.tpp_named(
+            &format!("{auth:?} {binding:?}"),
+            auth,
+            binding,
+            id_token_alg,
+        )
+        .await
+    }
+
+    /// [`Bank::tpp`] with the `client_name` the pages show.
+    pub(crate) async fn tpp_named(
+        &self,
+        name: &str,
+        auth: Auth,
+        binding: Binding,
+        id_token_alg: &str,
+    ) -> Tpp {
+        let name = name.to_owned();
         let cn = format!("tpp-{}", random_id().to_lowercase());
         let key = ClientKey::es256(Some("tpp-signing"));
         let mut body = json!({
@@ -176,7 +193,7 @@ impl Bank {
     /// What a client proves possession of at the token endpoint: a fresh DPoP key and a fresh
     /// certificate (issued by the CA with the client's subject DN for `tls_client_auth`, else
     /// self-signed).
-    fn holder(&self, tpp: &Tpp) -> Holder {
+    pub(crate) fn holder(&self, tpp: &Tpp) -> Holder {
         let cert = match tpp.auth {
             Auth::TlsClientAuth => self.ca.issue("Example TPP", &tpp.cn),
             Auth::PrivateKeyJwt => ClientIdentity::self_signed("tpp-binding"),
@@ -190,7 +207,7 @@ impl Bank {
 
 /// How a client authenticates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Auth {
+pub(crate) enum Auth {
     PrivateKeyJwt,
     TlsClientAuth,
 }
@@ -206,20 +223,20 @@ impl Auth {
 
 /// How a client's access tokens are sender-constrained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Binding {
+pub(crate) enum Binding {
     Dpop,
     Certificate,
 }
 
 /// A DPoP key and a client certificate.
-struct Holder {
+pub(crate) struct Holder {
     dpop: ClientKey,
     cert: ClientIdentity,
 }
 
 /// A client of the code flow, registered through the admin API.
-struct Tpp {
-    id: String,
+pub(crate) struct Tpp {
+    pub(crate) id: String,
     name: String,
     auth: Auth,
     binding: Binding,
@@ -230,9 +247,9 @@ struct Tpp {
 }
 
 /// A pushed authorization request: the URL the browser is sent to, and what the client keeps.
-struct Pushed {
-    url: String,
-    state: String,
+pub(crate) struct Pushed {
+    pub(crate) url: String,
+    pub(crate) state: String,
     nonce: String,
     verifier: String,
 }
@@ -265,7 +282,7 @@ impl Tpp {
     /// `POST /par` (on the listener of its authentication method) with PKCE S256, a fresh state
     /// and nonce, [`DETAILS`], and `extra` parameters replacing the defaults. With `dpop`, a
     /// proof by it binds the code to that key (RFC 9449 §10).
-    async fn push(
+    pub(crate) async fn push(
         &self,
         app: &App,
         holder: &Holder,
@@ -346,7 +363,13 @@ impl Tpp {
     }
 
     /// Redeems `code` from the authorization `pushed`.
-    async fn redeem(&self, app: &App, holder: &Holder, pushed: &Pushed, code: &str) -> Reply {
+    pub(crate) async fn redeem(
+        &self,
+        app: &App,
+        holder: &Holder,
+        pushed: &Pushed,
+        code: &str,
+    ) -> Reply {
         self.token(
             app,
             holder,
@@ -626,7 +649,7 @@ fn base32_decode(text: &str) -> Vec<u8> {
 }
 
 /// The RFC 6238 TOTP code (HMAC-SHA1, 6 digits, 30 s steps) of `secret` at the Unix time `now`.
-fn totp(secret: &[u8], now: i64) -> String {
+pub(crate) fn totp(secret: &[u8], now: i64) -> String {
     let step = now.div_euclid(30);
     let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret);
     let tag = hmac::sign(&key, &step.to_be_bytes());
@@ -641,7 +664,7 @@ fn totp(secret: &[u8], now: i64) -> String {
 /// accounts API and userinfo, carrying the grant and the chosen account) and the ID token (OIDC
 /// Core §3.1.3.6/7: for the client, the nonce, `at_hash`, `acr`/`amr`), both verified with
 /// `jsonwebtoken`. The access token and the ID token's claims.
-async fn check_code_tokens(
+pub(crate) async fn check_code_tokens(
     app: &App,
     tpp: &Tpp,
     holder: &Holder,

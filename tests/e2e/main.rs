@@ -11,6 +11,7 @@
 )]
 
 mod admin;
+mod browser;
 mod clients;
 mod config;
 mod discovery;
