@@ -697,3 +697,77 @@ async fn checklist_65_rp_initiated_logout_ends_the_session_and_redirects_only_wh
         "the session is over"
     );
 }
+
+#[tokio::test]
+async fn checklist_57_grant_management_merge_and_an_unknown_grant_id() {
+    let h = harness().await;
+    serve_accounts(&h).await;
+    let tpp = code_client(&h, ClientProfile::Fapi2).await;
+    let (user, _) = customer(&h, "ivan", false).await;
+    let mut b = Browser::default();
+    // #57: a grant_id the client does not have.
+    let url = pushed(
+        &h,
+        &tpp,
+        &[
+            ("grant_management_action", "merge"),
+            ("grant_id", "no-such-grant"),
+        ],
+    )
+    .await;
+    let redirect = b.get(&h, &url).await.redirect();
+    assert_eq!(redirect["error"], "invalid_grant_id");
+    assert_eq!(redirect["iss"], ISSUER);
+
+    // A first consent, then a merge into it: one grant with both.
+    let url = pushed(&h, &tpp, &[("scope", "openid")]).await;
+    let login = b.get(&h, &url).await;
+    let consent = log_in(&mut b, &h, &login, "ivan", "correct horse battery").await;
+    let first = approve(&mut b, &h, &consent, &[]).await.redirect();
+    let answer = token_for(&h, &tpp, &first["code"]).await;
+    let grant_id = answer.body["grant_id"].as_str().unwrap().to_owned();
+    let details = r#"[{"type":"account_information","actions":["read_balances"]}]"#;
+    let url = pushed(
+        &h,
+        &tpp,
+        &[
+            ("scope", "accounts"),
+            ("authorization_details", details),
+            ("grant_management_action", "merge"),
+            ("grant_id", leak_str(&grant_id)),
+        ],
+    )
+    .await;
+    let consent = b.get(&h, &url).await;
+    let account = first_account(&h, user).await;
+    let merged = approve(&mut b, &h, &consent, &[&account]).await.redirect();
+    let answer = token_for(&h, &tpp, &merged["code"]).await;
+    assert_eq!(answer.body["grant_id"], grant_id, "the same grant");
+    let grant = h.state.store.grants().find(&grant_id).await.unwrap();
+    assert_eq!(grant.content["scopes"], json!(["openid", "accounts"]));
+    assert_eq!(
+        grant.content["authorization_details"][0]["accounts"],
+        json!([account])
+    );
+}
+
+fn leak_str(value: &str) -> &'static str {
+    Box::leak(value.to_owned().into_boxed_str())
+}
+
+#[tokio::test]
+async fn an_essential_acr_that_cannot_be_met_ends_in_access_denied() {
+    let h = harness().await;
+    let tpp = code_client(&h, ClientProfile::Fapi2).await;
+    customer(&h, "judy", false).await;
+    let mut b = Browser::default();
+    let claims = r#"{"id_token":{"acr":{"essential":true,"values":["urn:portcullis:acr:sca"]}}}"#;
+    let login = b
+        .get(&h, &pushed(&h, &tpp, &[("claims", claims)]).await)
+        .await;
+    let redirect = log_in(&mut b, &h, &login, "judy", "correct horse battery")
+        .await
+        .redirect();
+    assert_eq!(redirect["error"], "access_denied");
+    assert_eq!(redirect["state"], "state-1");
+}

@@ -382,6 +382,19 @@ async fn checklist_58_59_60_request_objects_are_verified_never_ignored() {
             "invalid_request_object",
             "algorithm",
         );
+    // RS256 and HS256 are not FAPI algorithms (SP 5.4.1): refused before any key is tried.
+    for alg in ["RS256", "HS256"] {
+        let header = json!({"alg": alg, "typ": "oauth-authz-req+jwt"});
+        let object = format!(
+            "{}.c2lnbmF0dXJl",
+            signing_input(&header, &request_object_claims(&h, &tpp))
+        );
+        push_object(&h, &tpp, &object, &[]).await.refused(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_object",
+            "algorithm",
+        );
+    }
     // Signed by another client's key.
     let other = code_client(&h, ClientProfile::Fapi2).await;
     let foreign = sign_request_object(&other, &request_object_claims(&h, &tpp));
