@@ -11,7 +11,6 @@ use portcullis_core::access_token::{AccessToken, Confirmation};
 use portcullis_core::audit::SecurityEvent;
 use portcullis_core::authz::code::{self, CodeContent};
 use portcullis_core::authz::id_token::IdToken;
-use portcullis_core::client::metadata::GrantType;
 use portcullis_core::client::secret::SecretHash;
 use portcullis_core::error::{ErrorCode, OAuthError};
 use portcullis_core::store::{Redemption, StoreError};
@@ -19,7 +18,7 @@ use portcullis_jose::SigningAlg;
 use serde_json::{Map, Value};
 use time::Duration;
 
-use super::token::{bind, server_error, token_response};
+use super::token::{bind, mint_into, server_error, token_response};
 use crate::app::AppState;
 use crate::client_auth::AuthenticatedClient;
 use crate::form::Form;
@@ -39,18 +38,6 @@ pub(crate) async fn redeem(
     form: &Form,
     client: &AuthenticatedClient,
 ) -> Result<axum::response::Response, ErrorResponse> {
-    // Checklist #13.
-    if !client
-        .metadata
-        .grant_types
-        .contains(&GrantType::AuthorizationCode)
-    {
-        return Err(OAuthError::new(
-            ErrorCode::UnauthorizedClient,
-            "the client is not registered for the authorization_code grant (RFC 6749 §5.2)",
-        )
-        .into());
-    }
     let presented = form.require("code")?;
     let handle = SecretHash::of(presented);
     let now = state.clock.now();
@@ -157,30 +144,14 @@ pub(crate) async fn redeem(
         lifetime: Duration::seconds(i64::from(lifetime_secs)),
         grant_id: Some(grant.grant_id.clone()),
     };
-    let key = state
-        .keys
-        .signer(state.config.access_token_alg())
-        .await
-        .map_err(|e| server_error("token: signing key", &e))?;
-    let minted = token
-        .mint(&key, state.rng.as_ref())
-        .map_err(|e| server_error("token: minting", &e))?;
-
     let mut body = Map::new();
+    let access_token = mint_into(state, &token, &mut body).await?;
+
     if content.scopes.iter().any(|s| s == "openid") {
-        let id_token = id_token(state, client, &content, &subject, &minted.jwt).await?;
+        let id_token = id_token(state, client, &content, &subject, &access_token).await?;
         body.insert("id_token".into(), id_token.into());
     }
     tracing::info!(client_id = %client.client.client_id, grant_type = "authorization_code", token_type = confirmation.token_type(), "access token issued");
-    body.insert("access_token".into(), minted.jwt.into());
-    body.insert("token_type".into(), confirmation.token_type().into());
-    body.insert("expires_in".into(), lifetime_secs.into());
-    if let Some(scope) = &token.scope {
-        body.insert("scope".into(), scope.clone().into());
-    }
-    if let Some(details) = &token.authorization_details {
-        body.insert("authorization_details".into(), details.clone());
-    }
     if let Some(refresh_token) =
         super::refresh_grant::issue(state, client, &grant, &content, now).await?
     {

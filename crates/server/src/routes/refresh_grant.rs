@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use time::{Duration, OffsetDateTime};
 
 use super::code_grant::audience;
-use super::token::{bind, server_error, token_response};
+use super::token::{bind, mint_into, server_error, token_response};
 use crate::app::AppState;
 use crate::client_auth::AuthenticatedClient;
 use crate::form::Form;
@@ -81,17 +81,6 @@ pub(crate) async fn refresh(
     form: &Form,
     client: &AuthenticatedClient,
 ) -> Result<axum::response::Response, ErrorResponse> {
-    if !client
-        .metadata
-        .grant_types
-        .contains(&GrantType::RefreshToken)
-    {
-        return Err(OAuthError::new(
-            ErrorCode::UnauthorizedClient,
-            "the client is not registered for the refresh_token grant (RFC 6749 §5.2)",
-        )
-        .into());
-    }
     let presented = form.require("refresh_token")?;
     let now = state.clock.now();
     let stored = match state
@@ -191,16 +180,9 @@ pub(crate) async fn refresh(
         lifetime: Duration::seconds(i64::from(lifetime_secs)),
         grant_id: Some(grant.grant_id.clone()),
     };
-    let key = state
-        .keys
-        .signer(state.config.access_token_alg())
-        .await
-        .map_err(|e| server_error("token: signing key", &e))?;
-    let minted = token
-        .mint(&key, state.rng.as_ref())
-        .map_err(|e| server_error("token: minting", &e))?;
-
     let mut body = Map::new();
+    mint_into(state, &token, &mut body).await?;
+
     // SP 5.3.2.1-9: FAPI clients keep their refresh token; `oauth` clients get a new one.
     if client.client.profile == ClientProfile::Oauth && stored.rotated_at.is_none() {
         let next = ClientSecret::generate(state.rng.as_ref())
@@ -227,15 +209,6 @@ pub(crate) async fn refresh(
         }
     }
     tracing::info!(client_id = %client.client.client_id, grant_type = "refresh_token", token_type = confirmation.token_type(), "access token issued");
-    body.insert("access_token".into(), minted.jwt.into());
-    body.insert("token_type".into(), confirmation.token_type().into());
-    body.insert("expires_in".into(), lifetime_secs.into());
-    if let Some(scope) = &token.scope {
-        body.insert("scope".into(), scope.clone().into());
-    }
-    if let Some(details) = &token.authorization_details {
-        body.insert("authorization_details".into(), details.clone());
-    }
     body.insert("grant_id".into(), grant.grant_id.into());
     Ok(token_response(state, body))
 }

@@ -96,6 +96,22 @@ async fn issue(
         .map_err(|e| crate::routes::oauth_error::client_auth_failed(e, "token"))?;
 
     let grant_type = form.require("grant_type")?;
+    // Checklist #13: only the grants the client registered, checked once for all of them.
+    let registered = match grant_type {
+        "authorization_code" => Some(GrantType::AuthorizationCode),
+        "refresh_token" => Some(GrantType::RefreshToken),
+        "client_credentials" => Some(GrantType::ClientCredentials),
+        _ => None,
+    };
+    if let Some(grant) = registered
+        && !client.metadata.grant_types.contains(&grant)
+    {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            format!("the client is not registered for the {grant_type} grant (RFC 6749 §5.2)"),
+        )
+        .into());
+    }
     match grant_type {
         "client_credentials" => {
             client_credentials(state, info, certificate, headers, &form, &client).await
@@ -264,18 +280,6 @@ async fn client_credentials(
     form: &Form,
     client: &AuthenticatedClient,
 ) -> Result<Response, ErrorResponse> {
-    // Checklist #13.
-    if !client
-        .metadata
-        .grant_types
-        .contains(&GrantType::ClientCredentials)
-    {
-        return Err(OAuthError::new(
-            ErrorCode::UnauthorizedClient,
-            "the client is not registered for the client_credentials grant (RFC 6749 §5.2)",
-        )
-        .into());
-    }
     let target = target(state, form, client).await?;
     // RFC 9396 §6: rich authorization details with this grant too, checked as at PAR.
     let details = match form.get("authorization_details") {
@@ -331,6 +335,20 @@ async fn client_credentials(
         lifetime: Duration::seconds(i64::from(lifetime_secs)),
         grant_id: None,
     };
+    let mut body = serde_json::Map::new();
+    mint_into(state, &token, &mut body).await?;
+    tracing::info!(client_id = %client.client.client_id, grant_type = "client_credentials", token_type = confirmation.token_type(), "access token issued");
+    Ok(token_response(state, body))
+}
+
+/// Signs `token` with the access-token key and writes the RFC 6749 §5.1 members for it into
+/// `body` (`access_token`, `token_type`, `expires_in`, `scope`, `authorization_details`);
+/// returns the signed token.
+pub(crate) async fn mint_into(
+    state: &AppState,
+    token: &AccessToken,
+    body: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<String, ErrorResponse> {
     let key = state
         .keys
         .signer(state.config.access_token_alg())
@@ -339,19 +357,16 @@ async fn client_credentials(
     let minted = token
         .mint(&key, state.rng.as_ref())
         .map_err(|e| server_error("token: minting", &e))?;
-    tracing::info!(client_id = %client.client.client_id, grant_type = "client_credentials", token_type = confirmation.token_type(), "access token issued");
-
-    let mut body = serde_json::Map::new();
-    body.insert("access_token".into(), minted.jwt.into());
-    body.insert("token_type".into(), confirmation.token_type().into());
-    body.insert("expires_in".into(), lifetime_secs.into());
+    body.insert("access_token".into(), minted.jwt.clone().into());
+    body.insert("token_type".into(), token.confirmation.token_type().into());
+    body.insert("expires_in".into(), token.lifetime.whole_seconds().into());
     if let Some(scope) = &token.scope {
         body.insert("scope".into(), scope.clone().into());
     }
     if let Some(details) = &token.authorization_details {
         body.insert("authorization_details".into(), details.clone());
     }
-    Ok(token_response(state, body))
+    Ok(minted.jwt)
 }
 
 /// What the token request binds its token to (FAPI2 SP 5.3.2.1-4): its DPoP proof's key or the
