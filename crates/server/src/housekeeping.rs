@@ -32,9 +32,10 @@ pub async fn purge(store: &dyn Store, clock: &dyn Clock) -> Result<u64, StoreErr
         .purge_expired(now - CODE_REPLAY_WINDOW)
         .await?;
     let refresh = store.refresh_tokens().purge_expired(now).await?;
+    let access = store.access_tokens().purge_expired(now).await?;
     let sessions = store.sessions().purge_expired(now).await?;
     let interactions = store.interactions().purge_expired(now).await?;
-    Ok(replay + pushed + codes + refresh + sessions + interactions)
+    Ok(replay + pushed + codes + refresh + access + sessions + interactions)
 }
 
 /// Purges every [`PURGE_INTERVAL`] until `stop` turns true. Failures are logged and retried at

@@ -1,7 +1,7 @@
 //! Our own access tokens at the resources this server hosts (the admin API, userinfo): the token
 //! comes only from the `Authorization` header (`DPoP` or `Bearer`, the scheme matched
-//! case-insensitively; FAPI2 SP 5.3.4), is an RFC 9068 JWT signed by our keys, issued here, for
-//! the given audience and unexpired, and is presented by its holder: with a DPoP proof covering
+//! case-insensitively; FAPI2 SP 5.3.4), is an RFC 9068 JWT signed by our keys or an unrevoked
+//! opaque reference in the store, issued here, for the given audience and unexpired, and is presented by its holder: with a DPoP proof covering
 //! it (`ath`) for `cnf.jkt`, or on the connection with the certificate of `cnf.x5t#S256`
 //! (checklist #29–#35). The client it was issued to must still exist.
 
@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use http::header;
 use http::request::Parts;
+use portcullis_core::client::secret::SecretHash;
 use portcullis_core::client::{Client, ClientId};
 use portcullis_core::error::{ErrorCode, OAuthError};
 use portcullis_core::store::StoreError;
@@ -123,16 +124,35 @@ pub async fn authenticate(
             false,
         ));
     }
-    let jwks = state.keys.jwks().await;
-    let verified = verify_jwt(token, &jwks, &SigningAlg::ALL)
-        .map_err(|_| invalid_token("the access token is not valid", dpop_scheme))?;
-    if verified.header.get("typ").and_then(Value::as_str) != Some("at+jwt") {
-        return Err(invalid_token(
-            "the token is not an access token (RFC 9068 §2.1 typ at+jwt)",
-            dpop_scheme,
-        ));
-    }
-    let claims = verified.claims;
+    let claims = if token.split('.').count() == 3 {
+        let jwks = state.keys.jwks().await;
+        let verified = verify_jwt(token, &jwks, &SigningAlg::ALL)
+            .map_err(|_| invalid_token("the access token is not valid", dpop_scheme))?;
+        if verified.header.get("typ").and_then(Value::as_str) != Some("at+jwt") {
+            return Err(invalid_token(
+                "the token is not an access token (RFC 9068 §2.1 typ at+jwt)",
+                dpop_scheme,
+            ));
+        }
+        verified.claims
+    } else {
+        // An opaque reference: its claims are in the store, under the token's hash.
+        match state
+            .store
+            .access_tokens()
+            .find(&SecretHash::of(token))
+            .await
+        {
+            Ok(stored) if stored.revoked_at.is_none() => stored.claims,
+            Ok(_) | Err(StoreError::NotFound) => {
+                return Err(invalid_token("the access token is not valid", dpop_scheme));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "protected resource: access tokens");
+                return Err(Refusal::Internal);
+            }
+        }
+    };
     let now = state.clock.now();
     if claims.get("iss").and_then(Value::as_str) != Some(state.urls.issuer.as_str()) {
         return Err(invalid_token("the token was not issued here", dpop_scheme));

@@ -513,6 +513,9 @@ mod tests {
         fn refresh_tokens(&self) -> &dyn portcullis_core::store::RefreshTokenStore {
             self.0.refresh_tokens()
         }
+        fn access_tokens(&self) -> &dyn portcullis_core::store::AccessTokenStore {
+            self.0.access_tokens()
+        }
     }
 
     struct Fixture {

@@ -115,6 +115,17 @@ pub(crate) fn refresh_content(value: Value) -> Result<Map<String, Value>, StoreE
     }
 }
 
+pub(crate) fn access_handle(value: &[u8]) -> Result<SecretHash, StoreError> {
+    SecretHash::from_bytes(value).ok_or_else(|| corrupt("access_tokens.handle", "not 32 bytes"))
+}
+
+pub(crate) fn access_claims(value: Value) -> Result<Map<String, Value>, StoreError> {
+    match value {
+        Value::Object(members) => Ok(members),
+        _ => Err(corrupt("access_tokens.claims", "not a JSON object")),
+    }
+}
+
 pub(crate) fn client_settings(value: Value) -> Result<ClientSettings, StoreError> {
     serde_json::from_value(value).map_err(|e| corrupt("clients.settings", e))
 }

@@ -56,6 +56,10 @@ macro_rules! aggregate_accessors {
         fn refresh_tokens(&self) -> &dyn portcullis_core::store::RefreshTokenStore {
             &self.refresh_tokens
         }
+
+        fn access_tokens(&self) -> &dyn portcullis_core::store::AccessTokenStore {
+            &self.access_tokens
+        }
     };
 }
 pub(crate) use aggregate_accessors;

@@ -17,7 +17,7 @@ use portcullis_core::keys::{KeyEncryptionKey, StoredSigningKey};
 use portcullis_core::resource::{ResourceMetadata, ResourceServer};
 use portcullis_core::store::{
     FirstUse, Grant, Interaction, PushedRequest, Redemption, ReplayKey, ReplayKind, Session, Store,
-    StoreError, StoredCode, StoredRefreshToken,
+    StoreError, StoredAccessToken, StoredCode, StoredRefreshToken,
 };
 use portcullis_core::user::{PasswordHash, User, Username};
 use portcullis_core::{Rng as _, SeededRng};
@@ -211,6 +211,50 @@ fn refresh(handle: &str, grant: &Grant, created_at: OffsetDateTime) -> StoredRef
         created_at,
         expires_at: created_at + Duration::days(30),
         rotated_at: None,
+        revoked_at: None,
+    }
+}
+
+/// An access token of `client`, under `grant` when given (a `client_credentials` token has none).
+fn access(
+    handle: &str,
+    client: &Client,
+    grant: Option<&Grant>,
+    created_at: OffsetDateTime,
+) -> StoredAccessToken {
+    let expires_at = created_at + Duration::minutes(10);
+    let subject = grant.map_or_else(
+        || client.client_id.as_str().to_owned(),
+        |grant| grant.subject.to_string(),
+    );
+    StoredAccessToken {
+        handle: SecretHash::of(handle),
+        client_id: client.client_id.clone(),
+        grant_id: grant.map(|grant| grant.grant_id.clone()),
+        claims: serde_json::json!({
+            "iss": "https://as.bank.example",
+            "sub": subject,
+            "aud": ["https://rs.bank.example/accounts"],
+            "client_id": client.client_id.as_str(),
+            "iat": created_at.unix_timestamp(),
+            "exp": expires_at.unix_timestamp(),
+            "jti": handle,
+            "scope": "openid accounts",
+            "authorization_details": [{
+                "type": "account_information",
+                "actions": ["list_accounts", "read_balances"],
+                "accounts": [{"iban": "DE40100100103307118608"}],
+                "note": null
+            }],
+            "acr": "urn:bank:sca",
+            "cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"},
+            "näme": "Zoë \"quoted\" \u{1F510}"
+        })
+        .as_object()
+        .unwrap()
+        .clone(),
+        created_at,
+        expires_at,
         revoked_at: None,
     }
 }
@@ -2299,6 +2343,307 @@ mod suite {
         assert_eq!(store.grants().find("grant-1").await.unwrap(), consent);
     }
 
+    pub async fn access_tokens_round_trip_with_all_fields(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        let consent = grant("grant-1", &tpp, Uuid::new_v4(), at(0));
+        store.grants().add(&consent).await.unwrap();
+        let tokens = store.access_tokens();
+        let granted = access("at-1", &tpp, Some(&consent), at_micros(0));
+        // No grant (a client_credentials token), and revoked.
+        let mut grantless = access("at-2", &tpp, None, at_micros(1));
+        grantless.revoked_at = Some(at_micros(2));
+        tokens.add(&granted).await.unwrap();
+        tokens.add(&grantless).await.unwrap();
+
+        assert_eq!(tokens.find(&granted.handle).await.unwrap(), granted);
+        // Whatever its state: revoked, and long expired, it is still found.
+        assert_eq!(tokens.find(&grantless.handle).await.unwrap(), grantless);
+        assert!(matches!(
+            tokens.find(&SecretHash::of("at-3")).await,
+            Err(StoreError::NotFound)
+        ));
+    }
+
+    pub async fn access_token_handles_are_unique_and_name_a_known_client_and_grant(
+        store: Arc<dyn Store>,
+    ) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        let other = client("tpp-2", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        store.clients().add(&other).await.unwrap();
+        let consent = grant("grant-1", &tpp, Uuid::new_v4(), at(0));
+        store.grants().add(&consent).await.unwrap();
+        let tokens = store.access_tokens();
+        let first = access("at-1", &tpp, Some(&consent), at(0));
+        tokens.add(&first).await.unwrap();
+
+        // The same handle again, even for another client and without a grant, is refused.
+        let duplicate = tokens.add(&access("at-1", &other, None, at(5))).await;
+        assert!(
+            matches!(duplicate, Err(StoreError::Conflict(_))),
+            "{duplicate:?}"
+        );
+        assert_eq!(tokens.find(&first.handle).await.unwrap(), first);
+
+        // A token cannot name a grant, or a client, that does not exist.
+        let mut no_grant = access("at-2", &tpp, Some(&consent), at(0));
+        no_grant.grant_id = Some("grant-2".into());
+        let orphan = tokens.add(&no_grant).await;
+        assert!(matches!(orphan, Err(StoreError::Conflict(_))), "{orphan:?}");
+        let mut no_client = access("at-3", &tpp, Some(&consent), at(0));
+        no_client.client_id = ClientId::parse("nobody").unwrap();
+        let orphan = tokens.add(&no_client).await;
+        assert!(matches!(orphan, Err(StoreError::Conflict(_))), "{orphan:?}");
+        let mut no_client = access("at-4", &tpp, None, at(0));
+        no_client.client_id = ClientId::parse("nobody").unwrap();
+        let orphan = tokens.add(&no_client).await;
+        assert!(matches!(orphan, Err(StoreError::Conflict(_))), "{orphan:?}");
+        for handle in ["at-2", "at-3", "at-4"] {
+            assert!(matches!(
+                tokens.find(&SecretHash::of(handle)).await,
+                Err(StoreError::NotFound)
+            ));
+        }
+    }
+
+    pub async fn an_access_token_is_revoked_once(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        let consent = grant("grant-1", &tpp, Uuid::new_v4(), at(0));
+        store.grants().add(&consent).await.unwrap();
+        let tokens = store.access_tokens();
+        let granted = access("at-1", &tpp, Some(&consent), at_micros(0));
+        let grantless = access("at-2", &tpp, None, at_micros(0));
+        let untouched = access("at-untouched", &tpp, Some(&consent), at_micros(0));
+        let mut revoked_before = access("at-revoked", &tpp, None, at_micros(0));
+        revoked_before.revoked_at = Some(at_micros(1));
+        for each in [&granted, &grantless, &untouched, &revoked_before] {
+            tokens.add(each).await.unwrap();
+        }
+
+        // This call revokes it, at `now`; with a grant or without; an expired token still
+        // revokes: judging expiry is the caller's.
+        assert!(tokens.revoke(&granted.handle, at_micros(60)).await.unwrap());
+        let mut revoked = granted.clone();
+        revoked.revoked_at = Some(at_micros(60));
+        assert_eq!(tokens.find(&granted.handle).await.unwrap(), revoked);
+        let late = grantless.expires_at + Duration::days(1);
+        assert!(tokens.revoke(&grantless.handle, late).await.unwrap());
+        let mut revoked_grantless = grantless.clone();
+        revoked_grantless.revoked_at = Some(late);
+        assert_eq!(
+            tokens.find(&grantless.handle).await.unwrap(),
+            revoked_grantless
+        );
+
+        // Again, later: this call revokes nothing, and the first instant stays.
+        assert!(
+            !tokens
+                .revoke(&granted.handle, at_micros(120))
+                .await
+                .unwrap()
+        );
+        assert_eq!(tokens.find(&granted.handle).await.unwrap(), revoked);
+        assert!(
+            !tokens
+                .revoke(&revoked_before.handle, at_micros(120))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            tokens.find(&revoked_before.handle).await.unwrap(),
+            revoked_before
+        );
+        assert_eq!(tokens.find(&untouched.handle).await.unwrap(), untouched);
+
+        // A token that is not there.
+        assert!(matches!(
+            tokens.revoke(&SecretHash::of("at-3"), at_micros(120)).await,
+            Err(StoreError::NotFound)
+        ));
+        // Revoking a token leaves its grant: revoking it is the caller's.
+        assert_eq!(store.grants().find("grant-1").await.unwrap(), consent);
+    }
+
+    pub async fn access_tokens_are_revoked_per_grant(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        let consent = grant("grant-1", &tpp, Uuid::new_v4(), at(0));
+        let other = grant("grant-2", &tpp, consent.subject, at(0));
+        store.grants().add(&consent).await.unwrap();
+        store.grants().add(&other).await.unwrap();
+        let tokens = store.access_tokens();
+        let live = access("at-1", &tpp, Some(&consent), at_micros(0));
+        let mut revoked_before = access("at-2", &tpp, Some(&consent), at_micros(0));
+        revoked_before.revoked_at = Some(at_micros(10));
+        // Expired, but not purged yet.
+        let expired = access(
+            "at-3",
+            &tpp,
+            Some(&consent),
+            at_micros(0) - Duration::days(1),
+        );
+        let kept = access("at-4", &tpp, Some(&other), at_micros(0));
+        let grantless = access("at-5", &tpp, None, at_micros(0));
+        for each in [&live, &revoked_before, &expired, &kept, &grantless] {
+            tokens.add(each).await.unwrap();
+        }
+
+        // Only that grant's unrevoked tokens are counted and changed; an earlier revocation
+        // instant stays.
+        assert_eq!(
+            tokens
+                .revoke_for_grant("grant-1", at_micros(30))
+                .await
+                .unwrap(),
+            2
+        );
+        let mut revoked = live.clone();
+        revoked.revoked_at = Some(at_micros(30));
+        assert_eq!(tokens.find(&live.handle).await.unwrap(), revoked);
+        assert_eq!(
+            tokens.find(&revoked_before.handle).await.unwrap(),
+            revoked_before
+        );
+        let mut expired_revoked = expired.clone();
+        expired_revoked.revoked_at = Some(at_micros(30));
+        assert_eq!(tokens.find(&expired.handle).await.unwrap(), expired_revoked);
+        assert_eq!(tokens.find(&kept.handle).await.unwrap(), kept);
+        assert_eq!(tokens.find(&grantless.handle).await.unwrap(), grantless);
+
+        // Again, later: nothing left to revoke, and the instants stay.
+        assert_eq!(
+            tokens
+                .revoke_for_grant("grant-1", at_micros(40))
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(tokens.find(&live.handle).await.unwrap(), revoked);
+        assert_eq!(tokens.revoke_for_grant("grant-3", at(40)).await.unwrap(), 0);
+        // Revoking the tokens leaves the grant: revoking it is the caller's.
+        assert_eq!(store.grants().find("grant-1").await.unwrap(), consent);
+    }
+
+    pub async fn access_tokens_go_with_their_grant_and_client(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        let other = client("tpp-2", ClientProfile::Fapi2);
+        let third = client("tpp-3", ClientProfile::Fapi2);
+        for each in [&tpp, &other, &third] {
+            store.clients().add(each).await.unwrap();
+        }
+        let subject = Uuid::new_v4();
+        let consent = grant("grant-1", &tpp, subject, at(0));
+        let other_consent = grant("grant-2", &other, subject, at(0));
+        let third_consent = grant("grant-3", &third, subject, at(0));
+        for each in [&consent, &other_consent, &third_consent] {
+            store.grants().add(each).await.unwrap();
+        }
+        let tokens = store.access_tokens();
+        let own = access("at-1", &tpp, Some(&consent), at(0));
+        let own_grantless = access("at-2", &tpp, None, at(0));
+        // Tokens whose client is not their grant's client, so that each cascade is seen alone:
+        // `by_client` goes only with its client, `by_grant` only with its grant.
+        let by_client = access("at-3", &tpp, Some(&third_consent), at(0));
+        let by_grant = access("at-4", &third, Some(&other_consent), at(0));
+        let kept = access("at-5", &third, Some(&third_consent), at(0));
+        let kept_grantless = access("at-6", &other, None, at(0));
+        for each in [
+            &own,
+            &own_grantless,
+            &by_client,
+            &by_grant,
+            &kept,
+            &kept_grantless,
+        ] {
+            tokens.add(each).await.unwrap();
+        }
+
+        // Revoking the grant keeps its tokens: the caller revokes them, or checks the grant.
+        assert!(store.grants().revoke("grant-1", at(1)).await.unwrap());
+        assert_eq!(tokens.find(&own.handle).await.unwrap(), own);
+
+        // Removing a client removes its tokens, with a grant or without, and its grants with
+        // their tokens.
+        store.clients().remove(&tpp.client_id).await.unwrap();
+        for gone in [&own, &own_grantless, &by_client] {
+            assert!(matches!(
+                tokens.find(&gone.handle).await,
+                Err(StoreError::NotFound)
+            ));
+        }
+        assert_eq!(tokens.find(&by_grant.handle).await.unwrap(), by_grant);
+        assert_eq!(
+            tokens.find(&kept_grantless.handle).await.unwrap(),
+            kept_grantless
+        );
+        // Removing `other` removes its grant, and with it `by_grant`, whose client stays.
+        store.clients().remove(&other.client_id).await.unwrap();
+        for gone in [&by_grant, &kept_grantless] {
+            assert!(matches!(
+                tokens.find(&gone.handle).await,
+                Err(StoreError::NotFound)
+            ));
+        }
+        assert!(matches!(
+            tokens.revoke(&by_grant.handle, at(2)).await,
+            Err(StoreError::NotFound)
+        ));
+        assert_eq!(tokens.find(&kept.handle).await.unwrap(), kept);
+        assert_eq!(tokens.revoke_for_grant("grant-1", at(3)).await.unwrap(), 0);
+        assert_eq!(
+            tokens
+                .purge_expired(at(0) + Duration::days(1000))
+                .await
+                .unwrap(),
+            1
+        );
+    }
+
+    pub async fn access_tokens_purge_removes_only_expired_ones(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        let consent = grant("grant-1", &tpp, Uuid::new_v4(), at(0));
+        store.grants().add(&consent).await.unwrap();
+        let tokens = store.access_tokens();
+        // Expiring at 10 minutes plus 0, 10, 20 and 30 seconds; the first without a grant, the
+        // second revoked.
+        let mut all: Vec<StoredAccessToken> = (0..4)
+            .map(|i| access(&format!("at-{i}"), &tpp, Some(&consent), at(i * 10)))
+            .collect();
+        all[0].grant_id = None;
+        all[1].revoked_at = Some(at(5));
+        for each in &all {
+            tokens.add(each).await.unwrap();
+        }
+        let expiry = |seconds: i64| at(seconds) + Duration::minutes(10);
+
+        assert_eq!(tokens.purge_expired(at(0)).await.unwrap(), 0);
+        // Expired at exactly their expiry instant, whatever their state.
+        assert_eq!(tokens.purge_expired(expiry(10)).await.unwrap(), 2);
+        for gone in &all[..2] {
+            assert!(matches!(
+                tokens.find(&gone.handle).await,
+                Err(StoreError::NotFound)
+            ));
+        }
+        for kept in &all[2..] {
+            assert_eq!(tokens.find(&kept.handle).await.unwrap(), *kept);
+        }
+        assert_eq!(tokens.purge_expired(expiry(10)).await.unwrap(), 0);
+        assert_eq!(tokens.purge_expired(expiry(1000)).await.unwrap(), 2);
+        for each in &all {
+            assert!(matches!(
+                tokens.find(&each.handle).await,
+                Err(StoreError::NotFound)
+            ));
+        }
+        // Purging tokens leaves their grant and client.
+        assert_eq!(store.grants().find("grant-1").await.unwrap(), consent);
+        assert!(store.clients().find_by_id(&tpp.client_id).await.is_ok());
+    }
+
     pub async fn ping_answers(store: Arc<dyn Store>) {
         store.ping().await.unwrap();
     }
@@ -2434,4 +2779,10 @@ conformance!(
     refresh_tokens_are_revoked_per_grant,
     refresh_tokens_go_with_their_grant_and_client,
     refresh_tokens_purge_removes_only_expired_ones,
+    access_tokens_round_trip_with_all_fields,
+    access_token_handles_are_unique_and_name_a_known_client_and_grant,
+    an_access_token_is_revoked_once,
+    access_tokens_are_revoked_per_grant,
+    access_tokens_go_with_their_grant_and_client,
+    access_tokens_purge_removes_only_expired_ones,
 );

@@ -21,6 +21,7 @@ mod refresh;
 mod replay;
 mod resources;
 mod sessions;
+mod tokens;
 mod users;
 
 use std::fmt;
@@ -34,6 +35,7 @@ pub use refresh::{RefreshTokenStore, StoredRefreshToken};
 pub use replay::{FirstUse, ReplayKey, ReplayKind, ReplayStore};
 pub use resources::ResourceServerStore;
 pub use sessions::{Interaction, InteractionStore, Session, SessionStore};
+pub use tokens::{AccessTokenStore, StoredAccessToken};
 pub use users::UserStore;
 
 /// Which database a store runs on.
@@ -120,4 +122,7 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Refresh tokens.
     fn refresh_tokens(&self) -> &dyn RefreshTokenStore;
+
+    /// Opaque access tokens.
+    fn access_tokens(&self) -> &dyn AccessTokenStore;
 }

@@ -18,7 +18,7 @@ use portcullis_jose::SigningAlg;
 use serde_json::{Map, Value};
 use time::Duration;
 
-use super::token::{bind, mint_into, server_error, token_response};
+use super::token::{bind, mint_into, server_error, token_format, token_response};
 use crate::app::AppState;
 use crate::client_auth::AuthenticatedClient;
 use crate::form::Form;
@@ -144,8 +144,9 @@ pub(crate) async fn redeem(
         lifetime: Duration::seconds(i64::from(lifetime_secs)),
         grant_id: Some(grant.grant_id.clone()),
     };
+    let format = token_format(state, client, &token.audience).await?;
     let mut body = Map::new();
-    let access_token = mint_into(state, &token, &mut body).await?;
+    let access_token = mint_into(state, &token, format, &mut body).await?;
 
     if content.scopes.iter().any(|s| s == "openid") {
         let id_token = id_token(state, client, &content, &subject, &access_token).await?;
@@ -175,6 +176,14 @@ async fn revoke_reused(state: &AppState, grant_id: &str, client_id: &str) {
         .await
     {
         tracing::error!(error = %e, "could not revoke the refresh tokens of a replayed code");
+    }
+    if let Err(e) = state
+        .store
+        .access_tokens()
+        .revoke_for_grant(grant_id, now)
+        .await
+    {
+        tracing::error!(error = %e, "could not revoke the access tokens of a replayed code");
     }
     let event = SecurityEvent::new(
         now,

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use time::{Duration, OffsetDateTime};
 
 use super::code_grant::audience;
-use super::token::{bind, mint_into, server_error, token_response};
+use super::token::{bind, mint_into, server_error, token_format, token_response};
 use crate::app::AppState;
 use crate::client_auth::AuthenticatedClient;
 use crate::form::Form;
@@ -180,8 +180,9 @@ pub(crate) async fn refresh(
         lifetime: Duration::seconds(i64::from(lifetime_secs)),
         grant_id: Some(grant.grant_id.clone()),
     };
+    let format = token_format(state, client, &token.audience).await?;
     let mut body = Map::new();
-    mint_into(state, &token, &mut body).await?;
+    mint_into(state, &token, format, &mut body).await?;
 
     // SP 5.3.2.1-9: FAPI clients keep their refresh token; `oauth` clients get a new one.
     if client.client.profile == ClientProfile::Oauth && stored.rotated_at.is_none() {

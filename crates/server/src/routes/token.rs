@@ -300,13 +300,6 @@ async fn client_credentials(
             ))
         }
     };
-    if target.format == TokenFormat::Opaque {
-        return Err(OAuthError::new(
-            ErrorCode::InvalidRequest,
-            "opaque access tokens are not issued by this server version; the client or resource server must accept JWT access tokens",
-        )
-        .into());
-    }
     let now = state.clock.now();
     let confirmation = bind(
         state,
@@ -336,7 +329,7 @@ async fn client_credentials(
         grant_id: None,
     };
     let mut body = serde_json::Map::new();
-    mint_into(state, &token, &mut body).await?;
+    mint_into(state, &token, target.format, &mut body).await?;
     tracing::info!(client_id = %client.client.client_id, grant_type = "client_credentials", token_type = confirmation.token_type(), "access token issued");
     Ok(token_response(state, body))
 }
@@ -347,17 +340,47 @@ async fn client_credentials(
 pub(crate) async fn mint_into(
     state: &AppState,
     token: &AccessToken,
+    format: TokenFormat,
     body: &mut serde_json::Map<String, serde_json::Value>,
 ) -> Result<String, ErrorResponse> {
-    let key = state
-        .keys
-        .signer(state.config.access_token_alg())
-        .await
-        .map_err(|e| server_error("token: signing key", &e))?;
-    let minted = token
-        .mint(&key, state.rng.as_ref())
-        .map_err(|e| server_error("token: minting", &e))?;
-    body.insert("access_token".into(), minted.jwt.clone().into());
+    let issued = match format {
+        TokenFormat::Jwt => {
+            let key = state
+                .keys
+                .signer(state.config.access_token_alg())
+                .await
+                .map_err(|e| server_error("token: signing key", &e))?;
+            token
+                .mint(&key, state.rng.as_ref())
+                .map_err(|e| server_error("token: minting", &e))?
+                .jwt
+        }
+        TokenFormat::Opaque => {
+            // A reference: 256 random bits; only its hash and the claims are stored.
+            let (claims, _) = token
+                .claims(state.rng.as_ref())
+                .map_err(|e| server_error("token: claims", &e))?;
+            let value = portcullis_core::client::secret::ClientSecret::generate(state.rng.as_ref())
+                .map_err(|e| server_error("token: random", &e))?;
+            let stored = portcullis_core::store::StoredAccessToken {
+                handle: value.hash(),
+                client_id: token.client_id.clone(),
+                grant_id: token.grant_id.clone(),
+                claims,
+                created_at: token.issued_at,
+                expires_at: token.issued_at + token.lifetime,
+                revoked_at: None,
+            };
+            state
+                .store
+                .access_tokens()
+                .add(&stored)
+                .await
+                .map_err(|e| server_error("token: access tokens", &e))?;
+            value.expose().to_owned()
+        }
+    };
+    body.insert("access_token".into(), issued.clone().into());
     body.insert("token_type".into(), token.confirmation.token_type().into());
     body.insert("expires_in".into(), token.lifetime.whole_seconds().into());
     if let Some(scope) = &token.scope {
@@ -366,7 +389,38 @@ pub(crate) async fn mint_into(
     if let Some(details) = &token.authorization_details {
         body.insert("authorization_details".into(), details.clone());
     }
-    Ok(minted.jwt)
+    Ok(issued)
+}
+
+/// The format of a token for `client` and `audience`: opaque when the client's settings or any
+/// resource server of the audience ask for it (DESIGN.md, Tokens), else a JWT.
+///
+/// # Errors
+/// `server_error` when the resource servers cannot be read.
+pub(crate) async fn token_format(
+    state: &AppState,
+    client: &AuthenticatedClient,
+    audience: &[String],
+) -> Result<TokenFormat, ErrorResponse> {
+    if client.client.settings.access_token_format == TokenFormat::Opaque {
+        return Ok(TokenFormat::Opaque);
+    }
+    let snapshot = state
+        .resources
+        .snapshot()
+        .await
+        .map_err(|e| server_error("token: resource servers", &e))?;
+    Ok(
+        if audience.iter().any(|a| {
+            snapshot
+                .find(a)
+                .is_some_and(|rs| rs.metadata.token_format == TokenFormat::Opaque)
+        }) {
+            TokenFormat::Opaque
+        } else {
+            TokenFormat::Jwt
+        },
+    )
 }
 
 /// What the token request binds its token to (FAPI2 SP 5.3.2.1-4): its DPoP proof's key or the

@@ -9,6 +9,7 @@ mod refresh;
 mod replay;
 mod resources;
 mod sessions;
+mod tokens;
 mod users;
 
 use portcullis_core::store::{Backend, Store, StoreError};
@@ -37,6 +38,7 @@ pub struct PgStore {
     sessions: sessions::PgSessions,
     interactions: sessions::PgInteractions,
     refresh_tokens: refresh::PgRefreshTokens,
+    access_tokens: tokens::PgAccessTokens,
 }
 
 impl PgStore {
@@ -74,6 +76,7 @@ impl PgStore {
             sessions: sessions::PgSessions(pool.clone()),
             interactions: sessions::PgInteractions(pool.clone()),
             refresh_tokens: refresh::PgRefreshTokens(pool.clone()),
+            access_tokens: tokens::PgAccessTokens(pool.clone()),
             pool,
         }
     }

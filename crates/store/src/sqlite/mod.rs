@@ -10,6 +10,7 @@ mod refresh;
 mod replay;
 mod resources;
 mod sessions;
+mod tokens;
 mod users;
 
 use std::str::FromStr as _;
@@ -43,6 +44,7 @@ pub struct SqliteStore {
     sessions: sessions::SqliteSessions,
     interactions: sessions::SqliteInteractions,
     refresh_tokens: refresh::SqliteRefreshTokens,
+    access_tokens: tokens::SqliteAccessTokens,
 }
 
 impl SqliteStore {
@@ -83,6 +85,7 @@ impl SqliteStore {
             sessions: sessions::SqliteSessions(pool.clone()),
             interactions: sessions::SqliteInteractions(pool.clone()),
             refresh_tokens: refresh::SqliteRefreshTokens(pool.clone()),
+            access_tokens: tokens::SqliteAccessTokens(pool.clone()),
             pool,
         }
     }

@@ -522,3 +522,86 @@ async fn oauth_refresh_tokens_rotate_with_a_grace_period() {
         .await
         .issued("DPoP", "openid accounts");
 }
+
+#[tokio::test]
+async fn opaque_access_tokens_for_a_resource_that_asks_for_them_work_at_userinfo_and_die_with_the_grant()
+ {
+    let h = harness().await;
+    let f = flow(&h).await;
+    // The accounts API accepts opaque tokens only.
+    let mut rs = h
+        .state
+        .store
+        .resource_servers()
+        .find(ACCOUNTS)
+        .await
+        .unwrap();
+    rs.metadata.token_format = portcullis_core::client::settings::TokenFormat::Opaque;
+    h.state.store.resource_servers().update(&rs).await.unwrap();
+    h.state.resources.invalidate();
+
+    let code = issue_code(&h, &f, None).await;
+    let key = dpop_key();
+    let answer = redeem(&h, &f.tpp, &code, &key, &[]).await;
+    let token = answer.issued("DPoP", "openid accounts");
+    assert_eq!(token.split('.').count(), 1, "a reference, not a JWT");
+    assert!(token.len() >= 43, "256 bits");
+    let stored = h
+        .state
+        .store
+        .access_tokens()
+        .find(&SecretHash::of(&token))
+        .await
+        .unwrap();
+    assert_eq!(stored.claims["sub"], f.user.to_string());
+    assert_eq!(stored.claims["cnf"], json!({ "jkt": thumbprint(&key) }));
+    assert_eq!(stored.grant_id.as_deref(), Some(f.grant_id.as_str()));
+    // at_hash covers the reference itself.
+    let id_token = answer.body["id_token"].as_str().unwrap();
+    let id: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(id_token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    assert_eq!(
+        id["at_hash"],
+        URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16])
+    );
+
+    // Userinfo takes it, with its DPoP proof.
+    let userinfo = |token: String, key: &SigningKey| {
+        let ath = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            token.as_bytes(),
+        ));
+        let header = json!({ "typ": "dpop+jwt", "jwk": public_jwk(key) });
+        let claims = json!({
+            "jti": unique("dpop"), "htm": "GET", "htu": "https://as.example/userinfo",
+            "iat": now(&h), "ath": ath
+        });
+        let proof = key
+            .sign_jwt_with_header(header.as_object().unwrap(), claims.as_object().unwrap())
+            .unwrap();
+        Request::get("/userinfo")
+            .header(header::AUTHORIZATION, format!("DPoP {token}"))
+            .header("dpop", proof)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let ok = send(&h, userinfo(token.clone(), &key)).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert_eq!(ok.body["sub"], f.user.to_string());
+    let forged = send(&h, userinfo("not-a-token-we-issued".into(), &key)).await;
+    assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
+
+    // Checklist #1: a replay of the code revokes the opaque token at once.
+    redeem(&h, &f.tpp, &code, &dpop_key(), &[]).await.refused(
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "used before",
+    );
+    let revoked = send(&h, userinfo(token, &key)).await;
+    assert_eq!(revoked.status, StatusCode::UNAUTHORIZED);
+}

@@ -551,3 +551,28 @@ async fn rfc_9396_client_credentials_carry_checked_authorization_details() {
         "not registered",
     );
 }
+
+#[tokio::test]
+async fn a_client_set_to_opaque_gets_an_opaque_client_credentials_token() {
+    let h = harness().await;
+    serve_accounts(&h).await;
+    let settings = ClientSettings {
+        access_token_format: portcullis_core::client::settings::TokenFormat::Opaque,
+        ..ClientSettings::default()
+    };
+    let tpp = private_key_jwt_client_with(&h, ClientProfile::Fapi2, settings).await;
+    let token = post_assertion(&h, &tpp.assertion(&h), &[])
+        .await
+        .issued("DPoP", "accounts");
+    assert_eq!(token.split('.').count(), 1);
+    let stored = h
+        .state
+        .store
+        .access_tokens()
+        .find(&portcullis_core::client::secret::SecretHash::of(&token))
+        .await
+        .unwrap();
+    assert_eq!(stored.claims["client_id"], tpp.id);
+    assert_eq!(stored.claims["aud"], ACCOUNTS);
+    assert_eq!(stored.grant_id, None);
+}
