@@ -576,3 +576,47 @@ async fn a_client_set_to_opaque_gets_an_opaque_client_credentials_token() {
     assert_eq!(stored.claims["aud"], ACCOUNTS);
     assert_eq!(stored.grant_id, None);
 }
+
+#[tokio::test]
+async fn checklist_37_dpop_proofs_with_none_hs256_a_bad_signature_or_a_private_jwk_are_invalid() {
+    let h = harness().await;
+    serve_accounts(&h).await;
+    let tpp = private_key_jwt_client(&h).await;
+    let key = dpop_key();
+    let claims = json!({ "jti": unique("dpop"), "htm": "POST", "htu": TOKEN_URL, "iat": now(&h) });
+    let mut cases = Vec::new();
+    // alg none and HS256 (a symmetric key), with a well-formed public jwk.
+    for alg in ["none", "HS256"] {
+        let header = json!({ "typ": "dpop+jwt", "alg": alg, "jwk": public_jwk(&key) });
+        cases.push((
+            format!("{}.c2ln", signing_input(&header, &claims)),
+            "algorithm",
+        ));
+    }
+    // A real ES256 proof whose signature is another key's.
+    let other = dpop_key();
+    let genuine = dpop_proof(&h, &key);
+    let forged = dpop_proof(&h, &other);
+    let (head, _) = genuine.rsplit_once('.').unwrap();
+    let (_, signature) = forged.rsplit_once('.').unwrap();
+    cases.push((format!("{head}.{signature}"), "signature"));
+    // A jwk carrying a private member (RFC 9449 §4.3 step 7).
+    let mut private = public_jwk(&key);
+    private["d"] = json!("AAAA");
+    let header = json!({ "typ": "dpop+jwt", "alg": "ES256", "jwk": private });
+    cases.push((
+        format!("{}.c2ln", signing_input(&header, &claims)),
+        "private",
+    ));
+    for (proof, rule) in cases {
+        send(
+            &h,
+            token_request(
+                &with_assertion(&tpp.assertion(&h), &[]),
+                &[("dpop", &proof)],
+            ),
+        )
+        .await
+        .refused(StatusCode::BAD_REQUEST, "invalid_dpop_proof", rule);
+    }
+}
