@@ -40,7 +40,7 @@ pub(crate) const PASSWORD: &str = "correct horse battery staple";
 /// What every authorization asks for besides its scopes (RFC 9396).
 const DETAILS: &str = r#"[{"type":"account_information","actions":["read_balances"]}]"#;
 /// The `acr` of a password login, and of password and TOTP.
-const ACR_PASSWORD: &str = "urn:portcullis:acr:pwd";
+pub(crate) const ACR_PASSWORD: &str = "urn:portcullis:acr:pwd";
 pub(crate) const ACR_SCA: &str = "urn:portcullis:acr:sca";
 const SESSION_COOKIE: &str = "__Host-portcullis-session";
 const INTERACTION_COOKIE: &str = "__Host-portcullis-interaction";
@@ -230,7 +230,7 @@ pub(crate) enum Binding {
 
 /// A DPoP key and a client certificate.
 pub(crate) struct Holder {
-    dpop: ClientKey,
+    pub(crate) dpop: ClientKey,
     cert: ClientIdentity,
 }
 
@@ -250,7 +250,7 @@ pub(crate) struct Tpp {
 pub(crate) struct Pushed {
     pub(crate) url: String,
     pub(crate) state: String,
-    nonce: String,
+    pub(crate) nonce: String,
     verifier: String,
 }
 
@@ -414,7 +414,7 @@ impl Tpp {
 
 /// A page the server answered the browser with.
 #[derive(Debug)]
-struct Page {
+pub(crate) struct Page {
     status: StatusCode,
     headers: HeaderMap,
     body: String,
@@ -430,7 +430,7 @@ impl Page {
     }
 
     /// The values of every form input named `name`, in order.
-    fn inputs(&self, name: &str) -> Vec<String> {
+    pub(crate) fn inputs(&self, name: &str) -> Vec<String> {
         let marker = format!(r#"name="{name}" value=""#);
         self.body
             .match_indices(&marker)
@@ -449,7 +449,7 @@ impl Page {
 
     /// Asserts a 200 page with the form posting to `action`.
     #[track_caller]
-    fn assert_form(&self, action: &str) {
+    pub(crate) fn assert_form(&self, action: &str) {
         assert_eq!(self.status, StatusCode::OK, "{}", self.body);
         assert!(
             self.is_form(action),
@@ -460,7 +460,7 @@ impl Page {
 
     /// The query parameters of a 303 to `base`.
     #[track_caller]
-    fn redirect_to(&self, base: &str) -> HashMap<String, String> {
+    pub(crate) fn redirect_to(&self, base: &str) -> HashMap<String, String> {
         assert_eq!(self.status, StatusCode::SEE_OTHER, "{}", self.body);
         assert_eq!(
             self.headers
@@ -488,13 +488,13 @@ impl Page {
 
 /// A browser: an HTTPS client that trusts the server's CA and follows no redirect, and the
 /// cookies it holds (all `__Host-`, so one jar for the one origin).
-struct Browser {
+pub(crate) struct Browser {
     http: reqwest::Client,
     cookies: Vec<(String, String)>,
 }
 
 impl Browser {
-    fn new(app: &App) -> Browser {
+    pub(crate) fn new(app: &App) -> Browser {
         let ca = reqwest::Certificate::from_pem(app.ca_pem.as_deref().unwrap()).unwrap();
         let http = reqwest::Client::builder()
             .tls_certs_only([ca])
@@ -566,7 +566,7 @@ impl Browser {
         }
     }
 
-    async fn get(&mut self, url: &str) -> Page {
+    pub(crate) async fn get(&mut self, url: &str) -> Page {
         let request = self.http.get(url);
         self.send(request).await
     }
@@ -577,7 +577,13 @@ impl Browser {
     }
 
     /// Submits the login form of `page`.
-    async fn log_in(&mut self, app: &App, page: &Page, username: &str, password: &str) -> Page {
+    pub(crate) async fn log_in(
+        &mut self,
+        app: &App,
+        page: &Page,
+        username: &str,
+        password: &str,
+    ) -> Page {
         let interaction = page.input("interaction");
         self.post(
             &app.url("/authorize/login"),
@@ -591,7 +597,7 @@ impl Browser {
     }
 
     /// Submits the consent form of `page`, approving with `accounts`.
-    async fn approve(&mut self, app: &App, page: &Page, accounts: &[&str]) -> Page {
+    pub(crate) async fn approve(&mut self, app: &App, page: &Page, accounts: &[&str]) -> Page {
         let interaction = page.input("interaction");
         let mut form = vec![
             ("interaction", interaction.as_str()),

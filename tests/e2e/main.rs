@@ -21,6 +21,7 @@ mod lifecycle;
 mod oauth;
 mod observability;
 mod registration;
+mod rp;
 mod support;
 mod tls;
 mod users;
