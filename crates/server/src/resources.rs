@@ -47,6 +47,11 @@ impl Snapshot {
             .and_then(|i| self.servers.get(*i))
     }
 
+    /// Every resource server.
+    pub fn all(&self) -> impl Iterator<Item = &ResourceServer> {
+        self.servers.iter()
+    }
+
     /// Every resource server that serves any of `scopes`.
     pub fn serving<'a>(&'a self, scopes: &'a [String]) -> impl Iterator<Item = &'a ResourceServer> {
         self.servers

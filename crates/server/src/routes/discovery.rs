@@ -13,7 +13,7 @@ use portcullis_jose::SigningAlg;
 
 use crate::app::{AppState, Urls};
 use crate::registration::Registrar;
-use crate::routes::{authorize, logout, par, register, token, userinfo};
+use crate::routes::{authorize, introspect, logout, par, register, token, userinfo};
 
 /// The metadata document.
 #[derive(Debug, Serialize)]
@@ -30,6 +30,8 @@ pub struct Metadata {
     pub userinfo_endpoint: String,
     /// OIDC RP-Initiated Logout §2.1.
     pub end_session_endpoint: String,
+    /// RFC 7662 (RFC 8414 §2).
+    pub introspection_endpoint: String,
     /// RFC 9126 §5.
     pub pushed_authorization_request_endpoint: String,
     /// RFC 9126 §5: every authorization request is pushed (FAPI2 SP 5.3.2.2-2).
@@ -92,6 +94,10 @@ impl Metadata {
             urls.mtls_endpoint(par::PATH).into(),
         );
         aliases.insert(
+            "introspection_endpoint".into(),
+            urls.mtls_endpoint(introspect::PATH).into(),
+        );
+        aliases.insert(
             "userinfo_endpoint".into(),
             urls.mtls_endpoint(userinfo::PATH).into(),
         );
@@ -102,6 +108,7 @@ impl Metadata {
             token_endpoint: urls.endpoint(token::PATH),
             userinfo_endpoint: urls.endpoint(userinfo::PATH),
             end_session_endpoint: urls.endpoint(logout::PATH),
+            introspection_endpoint: urls.endpoint(introspect::PATH),
             pushed_authorization_request_endpoint: urls.endpoint(par::PATH),
             require_pushed_authorization_requests: true,
             code_challenge_methods_supported: vec!["S256"],
@@ -186,6 +193,7 @@ mod tests {
                 "token_endpoint": "https://as.example/token",
                 "userinfo_endpoint": "https://as.example/userinfo",
                 "end_session_endpoint": "https://as.example/logout",
+                "introspection_endpoint": "https://as.example/introspect",
                 "pushed_authorization_request_endpoint": "https://as.example/par",
                 "require_pushed_authorization_requests": true,
                 "code_challenge_methods_supported": ["S256"],
@@ -208,6 +216,7 @@ mod tests {
                 "mtls_endpoint_aliases": {
                     "token_endpoint": "https://mtls.as.example/token",
                     "pushed_authorization_request_endpoint": "https://mtls.as.example/par",
+                    "introspection_endpoint": "https://mtls.as.example/introspect",
                     "userinfo_endpoint": "https://mtls.as.example/userinfo"
                 }
             })

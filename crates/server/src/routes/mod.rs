@@ -5,6 +5,7 @@ pub mod authorize;
 mod code_grant;
 pub mod discovery;
 pub mod health;
+pub mod introspect;
 pub mod jwks;
 pub mod logout;
 pub mod oauth_error;
@@ -48,6 +49,7 @@ pub fn router() -> Router<AppState> {
         .route("/jwks", get(jwks::get))
         .route(token::PATH, post(token::post))
         .route(par::PATH, post(par::post))
+        .route(introspect::PATH, post(introspect::post))
         .route(authorize::PATH, get(authorize::get))
         .route(userinfo::PATH, get(userinfo::handle).post(userinfo::handle))
         .route(logout::PATH, get(logout::handle).post(logout::handle))

@@ -605,3 +605,101 @@ async fn opaque_access_tokens_for_a_resource_that_asks_for_them_work_at_userinfo
     let revoked = send(&h, userinfo(token, &key)).await;
     assert_eq!(revoked.status, StatusCode::UNAUTHORIZED);
 }
+
+/// Registers the client the accounts API introspects as.
+async fn resource_server_client(h: &Harness) -> Tpp {
+    let key = SigningKey::generate(SigningAlg::Es256, 2048).unwrap();
+    let mut metadata = machine_client("private_key_jwt");
+    metadata["jwks"] = jwks_of(&[public_jwk(&key)]);
+    let registered = register(h, metadata, ClientProfile::Fapi2, ClientSettings::default()).await;
+    let mut rs = h
+        .state
+        .store
+        .resource_servers()
+        .find(ACCOUNTS)
+        .await
+        .unwrap();
+    rs.client_id = Some(registered.client.client_id.clone());
+    h.state.store.resource_servers().update(&rs).await.unwrap();
+    h.state.resources.invalidate();
+    Tpp {
+        id: registered.client.client_id.to_string(),
+        key,
+    }
+}
+
+async fn introspect(h: &Harness, caller: Option<&Tpp>, token: &str) -> Answer {
+    let assertion = caller.map(|c| c.assertion(h));
+    let mut pairs = vec![("token", token)];
+    if let Some(assertion) = &assertion {
+        pairs.extend([
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", assertion.as_str()),
+        ]);
+    }
+    let request = Request::post("/introspect")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(form(&pairs)))
+        .unwrap();
+    send(h, request).await
+}
+
+#[tokio::test]
+async fn rfc_7662_a_resource_server_introspects_tokens_for_its_audience_only() {
+    let h = harness().await;
+    let f = flow(&h).await;
+    let rs = resource_server_client(&h).await;
+    let code = issue_code(&h, &f, None).await;
+    let key = dpop_key();
+    let answer = redeem(&h, &f.tpp, &code, &key, &[]).await;
+    let token = answer.issued("DPoP", "openid accounts");
+    let refresh_token = answer.body["refresh_token"].as_str().unwrap().to_owned();
+
+    let live = introspect(&h, Some(&rs), &token).await;
+    assert_eq!(live.status, StatusCode::OK, "{}", live.body);
+    assert_eq!(live.headers[header::CACHE_CONTROL], "no-store");
+    assert_eq!(live.body["active"], true);
+    assert_eq!(live.body["sub"], f.user.to_string());
+    assert_eq!(live.body["client_id"], f.tpp.id);
+    assert_eq!(live.body["grant_id"], f.grant_id);
+    assert_eq!(live.body["token_type"], "DPoP");
+    assert_eq!(live.body["cnf"], json!({ "jkt": thumbprint(&key) }));
+    assert_eq!(live.body["scope"], "openid accounts");
+
+    // RFC 7662 §2.2: unknown tokens are inactive and say nothing else.
+    let unknown = introspect(&h, Some(&rs), "no-such-token").await;
+    assert_eq!(unknown.body, json!({ "active": false }));
+    // Checklist #61: no client authentication.
+    let anonymous = introspect(&h, None, &token).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(anonymous.body["error"], "invalid_client");
+    // A client that is no resource server's learns nothing about access tokens…
+    assert_eq!(
+        introspect(&h, Some(&f.tpp), &token).await.body,
+        json!({ "active": false })
+    );
+    // …but about its own refresh token, yes.
+    let own = introspect(&h, Some(&f.tpp), &refresh_token).await;
+    assert_eq!(own.body["active"], true, "{}", own.body);
+    assert_eq!(own.body["token_type"], "refresh_token");
+    assert_eq!(
+        introspect(&h, Some(&rs), &refresh_token).await.body["active"],
+        false
+    );
+
+    // A withdrawn consent makes both inactive at once.
+    h.state
+        .store
+        .grants()
+        .revoke(&f.grant_id, h.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(
+        introspect(&h, Some(&rs), &token).await.body,
+        json!({ "active": false })
+    );
+    assert_eq!(
+        introspect(&h, Some(&f.tpp), &refresh_token).await.body,
+        json!({ "active": false })
+    );
+}
