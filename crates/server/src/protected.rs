@@ -96,6 +96,41 @@ pub fn invalid_token(description: impl Into<String>, dpop: bool) -> Refusal {
     )
 }
 
+/// The claims of one of our access tokens: a JWT signed by our keys with `typ` `at+jwt`, or an
+/// unrevoked opaque reference in the store. The inner error says why a token is none of ours;
+/// issuer, audience, expiry and binding are the caller's to check.
+///
+/// # Errors
+/// [`StoreError`] when the store fails.
+pub async fn access_token_claims(
+    state: &AppState,
+    token: &str,
+) -> Result<Result<Map<String, Value>, &'static str>, StoreError> {
+    if token.split('.').count() == 3 {
+        let jwks = state.keys.jwks().await;
+        return Ok(match verify_jwt(token, &jwks, &SigningAlg::ALL) {
+            Err(_) => Err("the access token is not valid"),
+            Ok(verified)
+                if verified.header.get("typ").and_then(Value::as_str) != Some("at+jwt") =>
+            {
+                Err("the token is not an access token (RFC 9068 §2.1 typ at+jwt)")
+            }
+            Ok(verified) => Ok(verified.claims),
+        });
+    }
+    // An opaque reference: its claims are in the store, under the token's hash.
+    match state
+        .store
+        .access_tokens()
+        .find(&SecretHash::of(token))
+        .await
+    {
+        Ok(stored) if stored.revoked_at.is_none() => Ok(Ok(stored.claims)),
+        Ok(_) | Err(StoreError::NotFound) => Ok(Err("the access token is not valid")),
+        Err(e) => Err(e),
+    }
+}
+
 /// Authenticates the caller of a protected resource whose tokens carry `audience`.
 ///
 /// # Errors
@@ -124,33 +159,12 @@ pub async fn authenticate(
             false,
         ));
     }
-    let claims = if token.split('.').count() == 3 {
-        let jwks = state.keys.jwks().await;
-        let verified = verify_jwt(token, &jwks, &SigningAlg::ALL)
-            .map_err(|_| invalid_token("the access token is not valid", dpop_scheme))?;
-        if verified.header.get("typ").and_then(Value::as_str) != Some("at+jwt") {
-            return Err(invalid_token(
-                "the token is not an access token (RFC 9068 §2.1 typ at+jwt)",
-                dpop_scheme,
-            ));
-        }
-        verified.claims
-    } else {
-        // An opaque reference: its claims are in the store, under the token's hash.
-        match state
-            .store
-            .access_tokens()
-            .find(&SecretHash::of(token))
-            .await
-        {
-            Ok(stored) if stored.revoked_at.is_none() => stored.claims,
-            Ok(_) | Err(StoreError::NotFound) => {
-                return Err(invalid_token("the access token is not valid", dpop_scheme));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "protected resource: access tokens");
-                return Err(Refusal::Internal);
-            }
+    let claims = match access_token_claims(state, token).await {
+        Ok(Ok(claims)) => claims,
+        Ok(Err(why)) => return Err(invalid_token(why, dpop_scheme)),
+        Err(e) => {
+            tracing::error!(error = %e, "protected resource: access tokens");
+            return Err(Refusal::Internal);
         }
     };
     let now = state.clock.now();

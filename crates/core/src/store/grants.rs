@@ -33,6 +33,15 @@ pub struct Grant {
     pub revoked_at: Option<OffsetDateTime>,
 }
 
+impl Grant {
+    /// Whether the consent still stands at `now`: not revoked and not lapsed. Every token
+    /// issued under it lives only as long as this holds.
+    #[must_use]
+    pub fn stands(&self, now: OffsetDateTime) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|at| at > now)
+    }
+}
+
 /// The grants.
 #[async_trait::async_trait]
 pub trait GrantStore: Send + Sync {

@@ -316,6 +316,28 @@ impl ClientAuthenticator {
         self.trust.clone()
     }
 
+    /// Authenticates the client of a form request at `endpoint`: the form's credentials, the
+    /// `Authorization` header (HTTP Basic) and the connection's client certificate.
+    ///
+    /// # Errors
+    /// As [`ClientAuthenticator::authenticate`].
+    pub async fn authenticate_request(
+        &self,
+        form: &Form,
+        headers: &http::HeaderMap,
+        certificate: Option<&ClientCertificate>,
+        endpoint: Endpoint,
+    ) -> Result<AuthenticatedClient, ClientAuthError> {
+        let presented = Presented {
+            form,
+            authorization: headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+            certificate,
+        };
+        self.authenticate(presented, endpoint).await
+    }
+
     /// Authenticates the client of a request at `endpoint`.
     ///
     /// # Errors

@@ -455,7 +455,7 @@ async fn check_grant_reference(
     match state.store.grants().find(grant_id).await {
         Ok(grant)
             if grant.client_id == context.client.client_id
-                && grant.revoked_at.is_none()
+                && grant.stands(state.clock.now())
                 && user.is_none_or(|u| u == grant.subject) =>
         {
             Ok(Some(grant))

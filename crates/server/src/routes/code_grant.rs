@@ -72,13 +72,7 @@ pub(crate) async fn redeem(
     code::check_pkce(form.get("code_verifier"), &content.code_challenge)?;
 
     let grant = match state.store.grants().find(&stored.grant_id).await {
-        Ok(grant)
-            if grant.revoked_at.is_none()
-                && grant.client_id == client.client.client_id
-                && grant.expires_at.is_none_or(|at| at > now) =>
-        {
-            grant
-        }
+        Ok(grant) if grant.stands(now) && grant.client_id == client.client.client_id => grant,
         Ok(_) | Err(StoreError::NotFound) => {
             return Err(invalid_grant(
                 "the consent behind this code has been withdrawn",

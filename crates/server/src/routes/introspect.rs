@@ -18,12 +18,11 @@ use portcullis_core::authz::code::CodeContent;
 use portcullis_core::client::secret::SecretHash;
 use portcullis_core::error::OAuthError;
 use portcullis_core::store::StoreError;
-use portcullis_jose::{SigningAlg, verify_jwt};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
 use crate::app::AppState;
-use crate::client_auth::{AuthenticatedClient, Endpoint, Presented};
+use crate::client_auth::{AuthenticatedClient, Endpoint};
 use crate::form::Form;
 use crate::routes::oauth_error::{ErrorResponse, client_auth_failed};
 use crate::tls::client_cert::ClientCertificate;
@@ -87,16 +86,9 @@ async fn introspect(
     body: &Bytes,
 ) -> Result<Response, ErrorResponse> {
     let form = Form::from_request(headers, body)?;
-    let presented = Presented {
-        form: &form,
-        authorization: headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok()),
-        certificate,
-    };
     let caller = state
         .client_auth
-        .authenticate(presented, Endpoint::Introspect)
+        .authenticate_request(&form, headers, certificate, Endpoint::Introspect)
         .await
         .map_err(|e| client_auth_failed(e, "introspect"))?;
     let token = form.require("token")?;
@@ -156,33 +148,16 @@ fn active(claims: &Map<String, Value>, token_type: &str) -> Response {
     answer(Value::Object(body))
 }
 
-/// The claims of a live access token of ours: a JWT we signed, or an unrevoked opaque reference.
+/// The claims of a live access token of ours (issued here, unexpired).
 async fn access_token_claims(
     state: &AppState,
     token: &str,
     now: OffsetDateTime,
 ) -> Result<Option<Map<String, Value>>, ErrorResponse> {
-    let claims = if token.split('.').count() == 3 {
-        let jwks = state.keys.jwks().await;
-        match verify_jwt(token, &jwks, &SigningAlg::ALL) {
-            Ok(verified)
-                if verified.header.get("typ").and_then(Value::as_str) == Some("at+jwt") =>
-            {
-                verified.claims
-            }
-            _ => return Ok(None),
-        }
-    } else {
-        match state
-            .store
-            .access_tokens()
-            .find(&SecretHash::of(token))
-            .await
-        {
-            Ok(stored) if stored.revoked_at.is_none() => stored.claims,
-            Ok(_) | Err(StoreError::NotFound) => return Ok(None),
-            Err(e) => return Err(server_error("introspect: access tokens", &e)),
-        }
+    let claims = match crate::protected::access_token_claims(state, token).await {
+        Ok(Ok(claims)) => claims,
+        Ok(Err(_)) => return Ok(None),
+        Err(e) => return Err(server_error("introspect: access tokens", &e)),
     };
     let live = claims.get("iss").and_then(Value::as_str) == Some(state.urls.issuer.as_str())
         && claims
@@ -202,7 +177,7 @@ async fn grant_stands(
         return Ok(true);
     };
     match state.store.grants().find(grant_id).await {
-        Ok(grant) => Ok(grant.revoked_at.is_none() && grant.expires_at.is_none_or(|at| at > now)),
+        Ok(grant) => Ok(grant.stands(now)),
         Err(StoreError::NotFound) => Ok(false),
         Err(e) => Err(server_error("introspect: grants", &e)),
     }

@@ -27,7 +27,7 @@ use portcullis_jose::SigningAlg;
 use time::Duration;
 
 use crate::app::AppState;
-use crate::client_auth::{AuthenticatedClient, Endpoint, Presented, lacks_signing_key};
+use crate::client_auth::{AuthenticatedClient, Endpoint, lacks_signing_key};
 use crate::form::Form;
 use crate::routes::oauth_error::{ErrorResponse, client_auth_failed};
 use crate::sender::{self, Possession, PossessionError};
@@ -138,16 +138,9 @@ async fn push(
     body: &Bytes,
 ) -> Result<Response, ErrorResponse> {
     let form = Form::from_request_with(headers, body, &["resource"])?;
-    let presented = Presented {
-        form: &form,
-        authorization: headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok()),
-        certificate,
-    };
     let client = state
         .client_auth
-        .authenticate(presented, Endpoint::Par)
+        .authenticate_request(&form, headers, certificate, Endpoint::Par)
         .await
         .map_err(|e| client_auth_failed(e, "par"))?;
 

@@ -23,7 +23,7 @@ use portcullis_core::resource::is_scope_token;
 use time::Duration;
 
 use crate::app::AppState;
-use crate::client_auth::{AuthenticatedClient, Endpoint, Presented};
+use crate::client_auth::{AuthenticatedClient, Endpoint};
 use crate::form::Form;
 use crate::routes::oauth_error::ErrorResponse;
 use crate::sender::{self, Possession, PossessionError};
@@ -81,17 +81,9 @@ async fn issue(
     body: &Bytes,
 ) -> Result<Response, ErrorResponse> {
     let form = Form::from_request_with(headers, body, &["resource"])?;
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let presented = Presented {
-        form: &form,
-        authorization,
-        certificate,
-    };
     let client = state
         .client_auth
-        .authenticate(presented, Endpoint::Token)
+        .authenticate_request(&form, headers, certificate, Endpoint::Token)
         .await
         .map_err(|e| crate::routes::oauth_error::client_auth_failed(e, "token"))?;
 

@@ -108,7 +108,7 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
         return refused(invalid_token("the token belongs to no grant", dpop));
     };
     let grant = match state.store.grants().find(grant_id).await {
-        Ok(grant) if grant.revoked_at.is_none() => grant,
+        Ok(grant) if grant.stands(state.clock.now()) => grant,
         Ok(_) | Err(StoreError::NotFound) => {
             return refused(invalid_token("the consent has been withdrawn", dpop));
         }
