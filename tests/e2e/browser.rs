@@ -1,9 +1,11 @@
 //! The customer's pages in a real browser: headless Chromium driven over WebDriver (chromedriver,
 //! through `fantoccini`) logs in, enters a TOTP code, ticks accounts on the consent page and
-//! allows, and in a second run denies. The client's side (PAR with a client assertion, the code
-//! at `/token`) is done here over reqwest, as in [`crate::flow`].
+//! allows, and in a second run denies; another customer, after consenting, logs in at the account
+//! page and withdraws the consent. The client's side (PAR with a client assertion, the code at
+//! `/token`, the refresh that fails once the consent is withdrawn) is done here over reqwest, as
+//! in [`crate::flow`].
 //!
-//! Screenshots of the login, TOTP and consent pages go to `target/screenshots/`, or to the
+//! Screenshots of the login, TOTP, consent and account pages go to `target/screenshots/`, or to the
 //! directory named by `PORTCULLIS_SCREENSHOTS` (relative to the workspace root), which is how
 //! `scripts/screenshots` refreshes the ones in `docs/screenshots/` that the README shows.
 //!
@@ -314,4 +316,105 @@ async fn a_customer_logs_in_with_totp_and_allows_then_another_denies_in_headless
     browser.close().await.unwrap();
     drop(driver);
     eprintln!("browser flow took {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_customer_logs_in_at_the_account_page_and_withdraws_a_consent_in_headless_chromium() {
+    let bank = Bank::start().await;
+    let app = bank.app();
+    let tpp = bank
+        .tpp_named(
+            "Example Savings App",
+            Auth::PrivateKeyJwt,
+            Binding::Dpop,
+            "ES256",
+        )
+        .await;
+    let holder = bank.holder(&tpp);
+    bank.customer("gail").await;
+
+    let driver = Chromedriver::start();
+    let browser = driver.session().await;
+
+    // Gail consents in the browser; the client gets its tokens.
+    let pushed = tpp.push(app, &holder, &[], None).await;
+    browser.goto(&pushed.url).await.unwrap();
+    log_in(&browser, "gail", None).await;
+    page(
+        &browser,
+        "form[action='/authorize/consent'] button[value=approve]",
+    )
+    .await;
+    browser
+        .find(Locator::Css("button[value=approve]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let redirect = redirected(&browser).await;
+    let code = redirect["code"].as_str().unwrap();
+    let reply = tpp.redeem(app, &holder, &pushed, code).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let refresh_token = reply.body["refresh_token"].as_str().unwrap().to_owned();
+
+    // Later, without a session: the account page asks for a login, then lists the consent.
+    browser.goto(&app.url("/jwks")).await.unwrap();
+    browser.delete_all_cookies().await.unwrap();
+    browser.goto(&app.url("/account")).await.unwrap();
+    page(&browser, "form[action='/account/login'] #username").await;
+    assert_eq!(focused(&browser).await.as_deref(), Some("username"));
+    let field = browser.find(Locator::Css("#username")).await.unwrap();
+    field.send_keys("gail").await.unwrap();
+    let password = browser.find(Locator::Css("#password")).await.unwrap();
+    password.send_keys(PASSWORD).await.unwrap();
+    password.send_keys("\u{E007}").await.unwrap();
+
+    page(&browser, "form[action^='/account/grants/'] button").await;
+    let source = browser.source().await.unwrap();
+    for shown in [
+        "Example Savings App",
+        "See your balances",
+        "Accounts: ",
+        "Until you withdraw it",
+    ] {
+        assert!(source.contains(shown), "{shown} is not on the page");
+    }
+    screenshot(&browser, "account").await;
+    browser
+        .find(Locator::Css("form[action^='/account/grants/'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    page(&browser, ".notice").await;
+    let source = browser.source().await.unwrap();
+    assert!(
+        source.contains("You withdrew the access of Example Savings App."),
+        "no confirmation"
+    );
+    let left = browser
+        .find_all(Locator::Css("form[action^='/account/grants/']"))
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "the consent is no longer listed");
+
+    // The client's refresh token died with the consent.
+    let refused = tpp
+        .token(
+            app,
+            &holder,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &refresh_token),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert_eq!(refused.body["error"], "invalid_grant");
+
+    browser.close().await.unwrap();
+    drop(driver);
 }

@@ -9,6 +9,7 @@
 //! `prompt=none`, twenty concurrent redemptions of one code, and single use across two replicas
 //! ([`replicas`]).
 
+mod grants;
 mod replicas;
 
 use std::collections::HashMap;
@@ -148,6 +149,19 @@ impl Bank {
         binding: Binding,
         id_token_alg: &str,
     ) -> Tpp {
+        self.tpp_with(name, auth, binding, id_token_alg, &json!({}))
+            .await
+    }
+
+    /// [`Bank::tpp_named`] with the metadata members of `change` replacing the defaults.
+    pub(crate) async fn tpp_with(
+        &self,
+        name: &str,
+        auth: Auth,
+        binding: Binding,
+        id_token_alg: &str,
+        change: &Value,
+    ) -> Tpp {
         let name = name.to_owned();
         let cn = format!("tpp-{}", random_id().to_lowercase());
         let key = ClientKey::es256(Some("tpp-signing"));
@@ -174,6 +188,9 @@ impl Bank {
             Binding::Certificate => {
                 body["tls_client_certificate_bound_access_tokens"] = true.into();
             }
+        }
+        for (member, value) in change.as_object().unwrap() {
+            body[member] = value.clone();
         }
         let created = self
             .session
@@ -342,7 +359,7 @@ impl Tpp {
 
     /// `POST /token` with `form` and the client's authentication, proving possession of
     /// `holder`'s key or certificate as the client's binding asks.
-    async fn token(&self, app: &App, holder: &Holder, form: &[(&str, &str)]) -> Reply {
+    pub(crate) async fn token(&self, app: &App, holder: &Holder, form: &[(&str, &str)]) -> Reply {
         let now = server_now(app).await;
         let (url, http) = if self.token_on_mtls() {
             (app.mtls_url("/token"), app.client(Some(&holder.cert)))

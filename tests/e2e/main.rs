@@ -15,6 +15,7 @@ mod browser;
 mod clients;
 mod config;
 mod discovery;
+mod events;
 mod flow;
 mod keys;
 mod lifecycle;

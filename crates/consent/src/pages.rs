@@ -200,6 +200,117 @@ pub fn describe_detail(detail: &serde_json::Value) -> DetailView {
     }
 }
 
+/// The account page: the customer's standing consents, each with a form to withdraw it, and
+/// those that ended recently.
+#[derive(Debug, Template)]
+#[template(path = "account.html")]
+pub struct AccountPage<'a> {
+    /// The bank's name.
+    pub service_name: &'a str,
+    /// The consents that stand, newest first.
+    pub grants: Vec<GrantView>,
+    /// The consents withdrawn or lapsed recently.
+    pub ended: Vec<EndedGrantView>,
+    /// The session's CSRF token, in every withdrawal form.
+    pub csrf: &'a str,
+    /// A confirmation of what was just done.
+    pub notice: Option<&'a str>,
+}
+
+/// A standing consent as the account page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantView {
+    /// Where its withdrawal form posts.
+    pub withdraw_path: String,
+    /// The client's name (its `client_id` when it registered none).
+    pub client_name: String,
+    /// The client's logo: an https URL, or none.
+    pub logo_uri: Option<String>,
+    /// The scopes, in plain words.
+    pub scopes: Vec<String>,
+    /// The rich authorization details in plain words, with the accounts chosen.
+    pub details: Vec<DetailView>,
+    /// When it was given.
+    pub given: String,
+    /// When it expires, in words.
+    pub expires: String,
+    /// When it was last used, in words.
+    pub last_used: String,
+}
+
+/// A consent that ended: whose, and how and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndedGrantView {
+    /// The client's name.
+    pub client_name: String,
+    /// How and when it ended, in words.
+    pub ended: String,
+}
+
+/// The account page's login: the password form, or the second-factor form once the password
+/// was right.
+#[derive(Debug, Template)]
+#[template(path = "account_login.html")]
+pub struct AccountLoginPage<'a> {
+    /// The bank's name.
+    pub service_name: &'a str,
+    /// The login's CSRF token (also in a cookie).
+    pub csrf: &'a str,
+    /// The username to show again after a failure.
+    pub username: &'a str,
+    /// A failure message that says nothing about which part was wrong.
+    pub error: Option<&'a str>,
+    /// Whether this is the second-factor step.
+    pub second_factor: bool,
+}
+
+/// An instant as the customer's pages show it: "21 November 2026, 14:03 UTC".
+#[must_use]
+pub fn describe_instant(at: time::OffsetDateTime) -> String {
+    let format = time::macros::format_description!(
+        "[day padding:none] [month repr:long] [year], [hour]:[minute] UTC"
+    );
+    at.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .unwrap_or_default()
+}
+
+/// A granted `authorization_details` entry in words (the account page): what
+/// [`describe_detail`] says, and the accounts the customer chose, named by `label` (an account's
+/// identifier in, its label out).
+#[must_use]
+pub fn describe_granted_detail(
+    detail: &serde_json::Value,
+    label: impl Fn(&str) -> String,
+) -> DetailView {
+    let mut view = describe_detail(detail);
+    view.choose_accounts = false;
+    view.choose_debtor = false;
+    let name = |account: &serde_json::Value| match account {
+        serde_json::Value::String(id) => Some(label(id)),
+        serde_json::Value::Object(fields) => ["id", "iban"]
+            .iter()
+            .find_map(|k| fields.get(*k).and_then(serde_json::Value::as_str))
+            .map(&label),
+        _ => None,
+    };
+    let accounts: Vec<String> = detail
+        .get("accounts")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(name)
+        .collect();
+    if !accounts.is_empty() {
+        view.lines
+            .push(format!("Accounts: {}", accounts.join(", ")));
+    }
+    if let Some(debtor) = detail.get("debtorAccount").and_then(name) {
+        view.lines.push(format!("From: {debtor}"));
+    }
+    view
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,6 +396,97 @@ mod tests {
         }
         .render()
         .unwrap();
+        assert!(totp.contains(r#"autocomplete="one-time-code""#));
+    }
+
+    #[test]
+    fn account_page_lists_grants_in_words_escaped_with_a_withdrawal_form_each() {
+        let detail = serde_json::json!({
+            "type": "account_information",
+            "actions": ["read_balances"],
+            "accounts": ["acc-1", {"iban": "DE02"}]
+        });
+        let label = |id: &str| {
+            if id == "acc-1" {
+                "Current account ·· 2051".to_owned()
+            } else {
+                format!("<{id}>")
+            }
+        };
+        let view = describe_granted_detail(&detail, label);
+        assert_eq!(
+            view.lines,
+            vec![
+                "See your balances".to_owned(),
+                "Accounts: Current account ·· 2051, <DE02>".to_owned()
+            ]
+        );
+        assert!(!view.choose_accounts);
+        let payment = describe_granted_detail(
+            &serde_json::json!({"type": "payment_initiation", "debtorAccount": {"id": "acc-1"}}),
+            label,
+        );
+        assert!(
+            payment
+                .lines
+                .contains(&"From: Current account ·· 2051".to_owned())
+        );
+
+        let html = AccountPage {
+            service_name: "Bank",
+            grants: vec![GrantView {
+                withdraw_path: "/account/grants/g-1/withdraw".into(),
+                client_name: "TPP <script>alert(1)</script>".into(),
+                logo_uri: Some("https://tpp.example/logo.png\"onerror=\"x".into()),
+                scopes: vec![describe_scope("accounts")],
+                details: vec![view],
+                given: describe_instant(
+                    time::OffsetDateTime::from_unix_timestamp(1_795_000_000).unwrap(),
+                ),
+                expires: "Until you withdraw it".into(),
+                last_used: "Not used yet".into(),
+            }],
+            ended: vec![EndedGrantView {
+                client_name: "Old <b>TPP</b>".into(),
+                ended: "withdrawn".into(),
+            }],
+            csrf: "c-1",
+            notice: Some("Done <i>now</i>"),
+        }
+        .render()
+        .unwrap();
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(!html.contains("<b>TPP") && !html.contains("<i>now"));
+        assert!(!html.contains("\"onerror"));
+        assert!(!html.contains("<DE02>"));
+        assert!(html.contains(r#"action="/account/grants/g-1/withdraw""#));
+        assert!(html.contains(r#"name="csrf" value="c-1""#));
+        assert!(html.contains("See information about your accounts"));
+        assert!(html.contains("Current account ·· 2051"));
+        assert!(html.contains("18 November 2026, 11:06 UTC"), "{html}");
+        assert!(html.contains("Until you withdraw it"));
+
+        let login = AccountLoginPage {
+            service_name: "Bank",
+            csrf: "c-2",
+            username: "",
+            error: None,
+            second_factor: false,
+        }
+        .render()
+        .unwrap();
+        assert!(login.contains(r#"action="/account/login""#));
+        assert!(login.contains(r#"name="csrf" value="c-2""#));
+        let totp = AccountLoginPage {
+            service_name: "Bank",
+            csrf: "c-3",
+            username: "",
+            error: Some("wrong"),
+            second_factor: true,
+        }
+        .render()
+        .unwrap();
+        assert!(totp.contains(r#"action="/account/totp""#));
         assert!(totp.contains(r#"autocomplete="one-time-code""#));
     }
 }

@@ -72,6 +72,18 @@ pub struct AccessToken {
     pub lifetime: Duration,
     /// The grant (consent) it belongs to, for revocation by grant.
     pub grant_id: Option<String>,
+    /// How the customer authenticated, for tokens issued under a consent: `auth_time` and
+    /// `acr` (RFC 9068 §2.2.1), which resource servers check for step-up.
+    pub authentication: Option<Authentication>,
+}
+
+/// The customer's authentication behind a token (RFC 9068 §2.2.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authentication {
+    /// When the customer authenticated (seconds since the epoch).
+    pub auth_time: i64,
+    /// The authentication context class reached.
+    pub acr: Option<String>,
 }
 
 /// A minted token and its identifier.
@@ -134,6 +146,12 @@ impl AccessToken {
         if let Some(grant_id) = &self.grant_id {
             claims.insert("grant_id".into(), grant_id.clone().into());
         }
+        if let Some(authentication) = &self.authentication {
+            claims.insert("auth_time".into(), authentication.auth_time.into());
+            if let Some(acr) = &authentication.acr {
+                claims.insert("acr".into(), acr.clone().into());
+            }
+        }
         Ok((claims, jti))
     }
 
@@ -170,6 +188,7 @@ mod tests {
             issued_at: OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap(),
             lifetime: Duration::minutes(5),
             grant_id: None,
+            authentication: None,
         }
     }
 

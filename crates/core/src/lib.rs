@@ -14,6 +14,7 @@ pub mod dpop;
 pub mod dpop_nonce;
 pub mod error;
 pub mod keys;
+pub mod mac;
 pub mod password;
 pub mod resource;
 pub mod rng;

@@ -22,14 +22,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::key::ClientKey;
-use crate::token::{DpopNonce, Failure, JWT_BEARER, Load, chain, shorten, transport_kind};
+use crate::token::{DpopNonce, Failure, JWT_BEARER, chain, shorten, transport_kind};
+use crate::window::{Load, Measured, Merge, Phases, Window};
 
 /// The cookie that ties the forms of one authorization to its browser.
 const INTERACTION_COOKIE: &str = "__Host-portcullis-interaction";
@@ -202,7 +203,9 @@ impl Tally {
                 first: shorten(&detail()),
             });
     }
+}
 
+impl Merge for Tally {
     fn merge(&mut self, other: Self) {
         self.started += other.started;
         self.completed += other.completed;
@@ -730,29 +733,15 @@ fn url_query(query: &str) -> Vec<(String, String)> {
     )
 }
 
-/// One worker: flows back to back until `end`, each tallied by the phase in which it started.
-async fn worker(
-    shared: Arc<Shared>,
-    mut browser: Browser,
-    measure_from: Instant,
-    end: Instant,
-) -> (Tally, Tally) {
-    let mut warmup = Tally::default();
-    let mut measured = Tally::default();
-    loop {
-        let started = Instant::now();
-        if started >= end {
-            break;
-        }
-        let tally = if started < measure_from {
-            &mut warmup
-        } else {
-            &mut measured
-        };
+/// One worker: flows back to back until the run ends, each tallied by the phase in which it
+/// started.
+async fn worker(shared: Arc<Shared>, mut browser: Browser, window: Window) -> Phases<Tally> {
+    let mut phases = window.phases::<Tally>();
+    while let Some((tally, _)) = phases.next() {
         tally.started += 1;
         flow(&shared, &mut browser, tally).await;
     }
-    (warmup, measured)
+    phases
 }
 
 /// One flow before the run, so that a wrong client, key, user, issuer or CA fails at once with
@@ -802,25 +791,18 @@ pub async fn run(
         preflight(&shared, first).await?;
     }
 
-    let start = Instant::now();
-    let measure_from = start + load.warmup;
-    let end = measure_from + load.duration;
+    let window = Window::starting_now(&load);
     let workers: Vec<_> = browsers
         .into_iter()
-        .map(|browser| tokio::spawn(worker(Arc::clone(&shared), browser, measure_from, end)))
+        .map(|browser| tokio::spawn(worker(Arc::clone(&shared), browser, window)))
         .collect();
-
-    tokio::time::sleep_until(measure_from).await;
-    let meter = crate::cpu::Meter::start(server_pid);
-    let mut warmup = Tally::default();
-    let mut measured = Tally::default();
-    for handle in workers {
-        let (w, m) = handle.await.context("a worker task died")?;
-        warmup.merge(w);
-        measured.merge(m);
-    }
-    let window = measure_from.elapsed();
-    let (own_cpu, server_cpu) = meter.stop();
+    let Measured {
+        warmup,
+        measured,
+        window,
+        own_cpu,
+        server_cpu,
+    } = window.collect(workers, server_pid).await?;
     Ok(Outcome {
         warmup,
         measured,

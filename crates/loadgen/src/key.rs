@@ -1,7 +1,9 @@
 //! The client's side of each token request: the `private_key_jwt` client assertion (RFC 7523)
 //! and the DPoP proof (RFC 9449), both signed afresh with a unique `jti` for every request, so
 //! that the server has to verify two signatures and record two single-use `jti`s each time; the
-//! PKCE pairs of the code flow; and fresh ES256 key pairs for `portcullis-load keygen`.
+//! PKCE pairs of the code flow; DPoP proofs for a protected resource (the admin API); the
+//! self-signed certificate of a `self_signed_tls_client_auth` client (RFC 8705 §2.2) made from
+//! its key; and fresh ES256 key pairs for `portcullis-load keygen`.
 //!
 //! Signing uses `jsonwebtoken` over aws-lc-rs, the same independent JOSE stack as the end-to-end
 //! tests (`tests/e2e/oauth.rs`), not the server's own.
@@ -18,6 +20,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{Value, json};
 
 /// How long an assertion is valid: the server accepts at most 600 s ahead.
@@ -25,8 +28,11 @@ const ASSERTION_LIFETIME_SECS: u64 = 60;
 
 /// The ES256 key of a client, loaded from the private JWK that `portcullis admin bootstrap`
 /// writes, with the two headers it signs under prepared once.
+#[derive(Clone)]
 pub struct ClientKey {
     key: EncodingKey,
+    /// The private key as PKCS#8 DER, for the self-signed certificate.
+    pkcs8: Vec<u8>,
     /// The assertion's header: ES256 and the JWK's `kid`, if it has one.
     assertion_header: Header,
     /// The proof's header: `typ` `dpop+jwt`, ES256 and the public JWK (without `kid`).
@@ -108,6 +114,7 @@ impl ClientKey {
 
         Ok(Self {
             key,
+            pkcs8: der.as_ref().to_vec(),
             assertion_header,
             proof_header,
             rng: SystemRandom::new(),
@@ -164,16 +171,72 @@ impl ClientKey {
     /// # Errors
     /// When the RNG or signing fails.
     pub fn dpop_proof(&self, url: &str, nonce: Option<&str>) -> anyhow::Result<String> {
+        self.proof("POST", url, nonce, None)
+    }
+
+    /// A DPoP proof (RFC 9449 §4.2) for `method url` at a protected resource, presenting
+    /// `access_token` (its hash is the proof's `ath`, §4.3), with a fresh `jti`.
+    ///
+    /// # Errors
+    /// When the RNG or signing fails.
+    pub fn resource_proof(
+        &self,
+        method: &str,
+        url: &str,
+        access_token: &str,
+        nonce: Option<&str>,
+    ) -> anyhow::Result<String> {
+        self.proof(method, url, nonce, Some(access_token))
+    }
+
+    fn proof(
+        &self,
+        method: &str,
+        url: &str,
+        nonce: Option<&str>,
+        access_token: Option<&str>,
+    ) -> anyhow::Result<String> {
         let mut claims = serde_json::Map::new();
         claims.insert("jti".into(), self.random_id()?.into());
-        claims.insert("htm".into(), "POST".into());
+        claims.insert("htm".into(), method.into());
         claims.insert("htu".into(), url.into());
         claims.insert("iat".into(), unix_now().into());
         if let Some(nonce) = nonce {
             claims.insert("nonce".into(), nonce.into());
         }
+        if let Some(token) = access_token {
+            let hash = digest::digest(&digest::SHA256, token.as_bytes());
+            claims.insert("ath".into(), URL_SAFE_NO_PAD.encode(hash).into());
+        }
         jsonwebtoken::encode(&self.proof_header, &claims, &self.key)
             .context("signing the DPoP proof")
+    }
+
+    /// A self-signed certificate for this key (ECDSA P-256 with SHA-256, subject
+    /// `CN=portcullis-load`), and the key: the TLS client credentials of a
+    /// `self_signed_tls_client_auth` client (RFC 8705 §2.2) whose registered JWK set holds this
+    /// key's public JWK. The server matches the certificate by its key, so any certificate made
+    /// from the key will do.
+    ///
+    /// # Errors
+    /// When the certificate cannot be made.
+    pub fn self_signed_certificate(
+        &self,
+    ) -> anyhow::Result<(CertificateDer<'static>, PrivateKeyDer<'static>)> {
+        let pkcs8 = PrivatePkcs8KeyDer::from(self.pkcs8.clone());
+        let pair = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
+            &pkcs8,
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+        )
+        .context("the key as an rcgen key pair")?;
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "portcullis-load");
+        let certificate = params
+            .self_signed(&pair)
+            .context("making the self-signed certificate")?;
+        Ok((certificate.der().clone(), PrivateKeyDer::Pkcs8(pkcs8)))
     }
 }
 

@@ -10,27 +10,41 @@
 //! customer's browser do them: PAR, the authorization endpoint, login, consent, and the code
 //! redeemed at `/token` with PKCE and DPoP; it times each of the five steps.
 //!
-//! `portcullis-load keygen` writes a fresh ES256 key pair for a client to register.
+//! `portcullis-load introspect` drives token introspection (RFC 7662) as a resource server does
+//! it: a hot set of access tokens fetched up front, then `token=…` requests on keep-alive mTLS
+//! connections authenticated by the resource server's client certificate, optionally with one
+//! token revoked under load to show that the revocation is seen at once.
+//!
+//! `portcullis-load keygen` writes a fresh ES256 key pair for a client to register;
+//! `portcullis-load admin` makes one admin API call, for setting a load up.
 //!
 //! HTTP/1.1 with keep-alive, one connection per worker: with HTTP/2 the client would multiplex
 //! every worker over one connection, which is not what many independent clients look like.
 
+mod admin;
+mod conn;
 mod cpu;
 mod flow;
+mod introspect;
 mod key;
 mod report;
 mod token;
+mod window;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::Value;
 
 use crate::key::ClientKey;
-use crate::token::{Load, Target};
+use crate::token::Target;
+use crate::window::Load;
 
 /// Load generator for a running Portcullis.
 #[derive(Debug, Parser)]
@@ -50,9 +64,18 @@ enum Command {
     /// PKCE and DPoP), each worker a customer's browser with its own cookies and connection;
     /// then report complete flows per second and each step's latency. Exits 1 if any flow failed.
     Flow(FlowArgs),
+    /// POST /introspect (RFC 7662) as a resource server: fetch a hot set of access tokens with
+    /// a client's client_credentials grant, then introspect them round-robin on keep-alive
+    /// HTTP/1.1 connections to the mTLS listener, authenticated by the resource server's client
+    /// certificate; then report throughput and latency. Every answer must be 200 with
+    /// "active":true; exits 1 if any was not.
+    Introspect(IntrospectArgs),
     /// Write a fresh ES256 key pair for a client: DIR/client.jwk (the private JWK, for
     /// --key-file) and DIR/client.jwks.json (the public JWK Set, for the client's "jwks").
     Keygen(KeygenArgs),
+    /// Call the admin API once with a DPoP-bound token of an admin client (e.g. to register a
+    /// resource server, which has no CLI command); prints the answer. Exits 1 unless it is 2xx.
+    Admin(AdminArgs),
 }
 
 /// The server and the client, for `token` and `flow`.
@@ -150,6 +173,88 @@ struct FlowArgs {
     load: LoadArgs,
 }
 
+/// Options of `portcullis-load introspect`.
+#[derive(Debug, clap::Args)]
+struct IntrospectArgs {
+    /// The issuer identifier, exactly as the server publishes it; its metadata
+    /// (`/.well-known/openid-configuration`) names the introspection endpoint on the mTLS
+    /// listener (`mtls_endpoint_aliases`) and the revocation endpoint.
+    #[arg(long, value_name = "URL")]
+    issuer: String,
+    /// PEM file of the CA that issued the server's certificate (the only trusted root).
+    #[arg(long, value_name = "PEM")]
+    ca_file: PathBuf,
+    /// The resource server's client: the client_id that a registered resource server names.
+    /// It introspects with no per-request credentials: its TLS client certificate is checked
+    /// (self_signed_tls_client_auth or tls_client_auth, RFC 8705 §2).
+    #[arg(long, value_name = "ID")]
+    client_id: String,
+    /// For a self_signed_tls_client_auth client: its private EC P-256 JWK (as `portcullis-load
+    /// keygen` writes it), whose public JWK it registered; a self-signed certificate is made
+    /// from it.
+    #[arg(long, value_name = "JWK", required_unless_present = "cert_file")]
+    key_file: Option<PathBuf>,
+    /// For a tls_client_auth client: its certificate (PEM, the chain from the end entity up).
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "cert_key_file",
+        conflicts_with = "key_file"
+    )]
+    cert_file: Option<PathBuf>,
+    /// The private key of --cert-file (PEM).
+    #[arg(long, value_name = "PEM", requires = "cert_file")]
+    cert_key_file: Option<PathBuf>,
+    /// The client that gets the hot set of access tokens (client_credentials with a fresh
+    /// private_key_jwt assertion and DPoP proof each), and that revokes one of them for
+    /// --revoke-check.
+    #[arg(long, value_name = "ID", required_unless_present = "ceiling")]
+    tpp_client_id: Option<String>,
+    /// That client's private EC P-256 JWK.
+    #[arg(long, value_name = "JWK", required_unless_present = "ceiling")]
+    tpp_key_file: Option<PathBuf>,
+    /// The scope of the tokens: one the resource server serves.
+    #[arg(long, default_value = "accounts")]
+    scope: String,
+    /// The resource the tokens are for (RFC 8707), when the scope alone does not say.
+    #[arg(long, value_name = "URI")]
+    resource: Option<String>,
+    /// How many tokens the hot set holds; the workers go round it.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    tokens: u32,
+    /// Revoke one token of the set at /revoke half-way through the measured window, and check
+    /// that every introspection of it started after the revocation was answered says
+    /// "active":false (any that does not is a failure).
+    #[arg(long, conflicts_with = "ceiling")]
+    revoke_check: bool,
+    /// Instead of introspecting, GET this path (e.g. /healthz) on the same listener with the
+    /// same client certificate and connections, expecting 200: the TLS and HTTP ceiling of the
+    /// same load, for comparison.
+    #[arg(long, value_name = "PATH")]
+    ceiling: Option<String>,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+/// Options of `portcullis-load admin`.
+#[derive(Debug, clap::Args)]
+struct AdminArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// The admin scope the call needs, e.g. admin:resources.
+    #[arg(long)]
+    scope: String,
+    /// The HTTP method.
+    #[arg(long, default_value = "POST")]
+    method: String,
+    /// The path under the issuer, e.g. /admin/v1/resources.
+    #[arg(long, value_name = "PATH")]
+    path: String,
+    /// A file holding the JSON body, or - for standard input.
+    #[arg(long, value_name = "FILE")]
+    body: Option<PathBuf>,
+}
+
 /// Options of `portcullis-load keygen`.
 #[derive(Debug, clap::Args)]
 struct KeygenArgs {
@@ -216,6 +321,7 @@ async fn token(args: TokenArgs) -> anyhow::Result<bool> {
         token_url,
         client_id: client.client_id,
         scope,
+        resource: None,
         key,
     };
     let outcome = token::run(target, http, load, load_args.server_pid).await?;
@@ -286,6 +392,189 @@ async fn flow(args: FlowArgs) -> anyhow::Result<bool> {
     Ok(outcome.warmup.errors() + outcome.measured.errors() == 0)
 }
 
+/// The members of the server's metadata (`/.well-known/openid-configuration`).
+async fn discover(http: &reqwest::Client, issuer: &str) -> anyhow::Result<Value> {
+    let url = format!("{issuer}/.well-known/openid-configuration");
+    let response = http
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    if !response.status().is_success() {
+        bail!("GET {url}: {}", response.status());
+    }
+    response
+        .json()
+        .await
+        .with_context(|| format!("the metadata at {url}"))
+}
+
+/// The endpoint `name` of the metadata: its mTLS alias (RFC 8705 §5) when `mtls` and there is
+/// one, else the plain one.
+fn endpoint_of(metadata: &Value, name: &str, mtls: bool) -> anyhow::Result<String> {
+    let alias = metadata
+        .get("mtls_endpoint_aliases")
+        .and_then(|aliases| aliases.get(name))
+        .filter(|_| mtls);
+    alias
+        .or_else(|| metadata.get(name))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .with_context(|| format!("the server's metadata names no {name}"))
+}
+
+/// The resource server's TLS client certificate and key: read from PEM files, or self-signed
+/// for its JWK.
+fn identity(
+    args: &IntrospectArgs,
+) -> anyhow::Result<(CertificateDer<'static>, PrivateKeyDer<'static>)> {
+    if let (Some(cert), Some(key)) = (&args.cert_file, &args.cert_key_file) {
+        let certificate = CertificateDer::from_pem_file(cert)
+            .with_context(|| format!("the certificate in {}", cert.display()))?;
+        let key = PrivateKeyDer::from_pem_file(key)
+            .with_context(|| format!("the private key in {}", key.display()))?;
+        return Ok((certificate, key));
+    }
+    let Some(path) = &args.key_file else {
+        bail!("--key-file or --cert-file is needed");
+    };
+    ClientKey::from_jwk_file(path)?.self_signed_certificate()
+}
+
+async fn introspect(args: IntrospectArgs) -> anyhow::Result<bool> {
+    let timeout = Duration::from_secs(args.load.timeout_secs);
+    let http = http_client(&ca_certificate(&args.ca_file)?, 16, timeout)?;
+    let issuer = args.issuer.trim_end_matches('/').to_owned();
+    let metadata = discover(&http, &issuer).await?;
+    let introspection_url = endpoint_of(&metadata, "introspection_endpoint", true)?;
+    let tls = conn::tls_config(&args.ca_file, Some(identity(&args)?))?;
+    let endpoint = conn::Endpoint::new(&introspection_url, tls)?;
+    let load = args.load.load();
+    let ask = match (&args.ceiling, &args.tpp_client_id, &args.tpp_key_file) {
+        (Some(path), _, _) => {
+            println!(
+                "portcullis-load introspect --ceiling: GET {path} on the listener of {introspection_url}"
+            );
+            introspect::Ask::Ceiling(endpoint.with_path(path)?)
+        }
+        (None, Some(tpp), Some(tpp_key_file)) => {
+            let tpp_key = ClientKey::from_jwk_file(tpp_key_file)?;
+            let target = Target {
+                issuer: issuer.clone(),
+                token_url: endpoint_of(&metadata, "token_endpoint", false)?,
+                client_id: tpp.clone(),
+                scope: args.scope.clone(),
+                resource: args.resource.clone(),
+                key: tpp_key.clone(),
+            };
+            let count = usize::try_from(args.tokens).unwrap_or(usize::MAX);
+            let started = std::time::Instant::now();
+            let tokens = token::fetch(target, http.clone(), count, 16)
+                .await
+                .context("fetching the hot set")?;
+            let jwts = tokens.iter().filter(|t| t.split('.').count() == 3).count();
+            println!("portcullis-load introspect: POST {introspection_url}");
+            println!(
+                "  hot set: {} access tokens ({jwts} JWT, {} opaque) of client {tpp}, scope {:?}{}, fetched in {:.1} s",
+                tokens.len(),
+                tokens.len() - jwts,
+                args.scope,
+                args.resource
+                    .as_deref()
+                    .map_or_else(String::new, |r| format!(", resource {r}")),
+                started.elapsed().as_secs_f64()
+            );
+            let revocation = args
+                .revoke_check
+                .then(|| -> anyhow::Result<_> {
+                    Ok(introspect::Revocation {
+                        url: endpoint_of(&metadata, "revocation_endpoint", false)?,
+                        issuer: issuer.clone(),
+                        client_id: tpp.clone(),
+                        key: tpp_key,
+                        http: http.clone(),
+                    })
+                })
+                .transpose()?;
+            introspect::Ask::Introspect { tokens, revocation }
+        }
+        _ => bail!("--tpp-client-id and --tpp-key-file are needed, unless --ceiling"),
+    };
+    println!(
+        "  as resource server client {} by its TLS client certificate ({}), no per-request credentials",
+        args.client_id,
+        if args.cert_file.is_some() {
+            "tls_client_auth"
+        } else {
+            "self-signed, self_signed_tls_client_auth"
+        }
+    );
+    println!(
+        "  HTTP/1.1 keep-alive over TLS, {} workers = {} connections, round-robin over the set; {} s warmup, {} s measured{}",
+        load.concurrency,
+        load.concurrency,
+        args.load.warmup_secs,
+        args.load.duration_secs,
+        if args.revoke_check {
+            "; token #0 revoked half-way"
+        } else {
+            ""
+        }
+    );
+    let target = introspect::Target {
+        endpoint,
+        ask,
+        timeout,
+    };
+    let outcome = introspect::run(target, load, args.load.server_pid).await?;
+    print!("{}", report::render_introspect(&outcome));
+    let revoked = outcome
+        .revocation
+        .as_ref()
+        .is_none_or(|r| r.failure.is_none());
+    Ok(revoked && outcome.run.warmup.answers.errors() + outcome.run.measured.answers.errors() == 0)
+}
+
+async fn admin_call(args: AdminArgs) -> anyhow::Result<bool> {
+    let AdminArgs {
+        client,
+        scope,
+        method,
+        path,
+        body,
+    } = args;
+    let body = match body {
+        None => None,
+        Some(file) => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?
+            };
+            Some(serde_json::from_str::<Value>(&text).context("the body is not JSON")?)
+        }
+    };
+    let http = http_client(&ca_certificate(&client.ca_file)?, 1, Duration::from_secs(30))?;
+    let target = Target {
+        token_url: format!("{}/token", client.issuer.trim_end_matches('/')),
+        issuer: client.issuer,
+        client_id: client.client_id,
+        scope,
+        resource: None,
+        key: ClientKey::from_jwk_file(&client.key_file)?,
+    };
+    let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+        .context("--method is not an HTTP method")?;
+    let call = admin::Call { method, path, body };
+    let (status, text) = admin::call(target, http, call).await?;
+    if !status.is_success() {
+        eprintln!("portcullis-load admin: {status}");
+    }
+    println!("{text}");
+    Ok(status.is_success())
+}
+
 /// Writes `contents` to a new file at `path` (never over an existing one), readable only by its
 /// owner when `private`.
 fn write_new(path: &Path, contents: &str, private: bool) -> anyhow::Result<()> {
@@ -335,7 +624,9 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Token(args) => token(args).await,
         Command::Flow(args) => flow(args).await,
+        Command::Introspect(args) => introspect(args).await,
         Command::Keygen(args) => keygen(&args),
+        Command::Admin(args) => admin_call(args).await,
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

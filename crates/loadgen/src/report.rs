@@ -1,13 +1,13 @@
 //! The reports printed after a run: counts, throughput, latency percentiles (per step for a
-//! flow), the client's own cost and CPU use, and the failures by kind with the first answer of
-//! each.
+//! flow), the client's own cost and CPU use, what the revocation check saw, and the failures by
+//! kind with the first answer of each.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::flow;
 use crate::token::{Failure, Outcome, Tally};
+use crate::{flow, introspect};
 
 /// The report of `outcome` as text.
 #[must_use]
@@ -27,6 +27,95 @@ fn write_report(out: &mut String, outcome: &Outcome) -> std::fmt::Result {
         server_cpu,
     } = outcome;
     let secs = window.as_secs_f64();
+    write_counts(out, warmup, measured, secs)?;
+    write_latency(
+        out,
+        measured,
+        "latency of successful requests (send to last body byte, signing excluded):",
+    )?;
+    write_client_cost(out, measured, secs)?;
+    write_cpu(out, *own_cpu, *server_cpu, secs)?;
+    write_failures(out, &warmup.failures, &measured.failures)
+}
+
+/// The report of an `introspect` run as text.
+#[must_use]
+pub fn render_introspect(outcome: &introspect::Outcome) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = write_introspect_report(&mut out, outcome);
+    out
+}
+
+fn write_introspect_report(out: &mut String, outcome: &introspect::Outcome) -> std::fmt::Result {
+    let introspect::Outcome {
+        run,
+        label,
+        hot_set,
+        revocation,
+    } = outcome;
+    let (warmup, measured) = (&run.warmup.answers, &run.measured.answers);
+    let secs = run.window.as_secs_f64();
+    write_counts(out, warmup, measured, secs)?;
+    write_latency(
+        out,
+        measured,
+        &format!("latency of right answers ({label}; send to last body byte):"),
+    )?;
+    if let Some(revoked) = revocation {
+        let seen = run.warmup.revoked;
+        let after = run.measured.revoked;
+        writeln!(
+            out,
+            "revocation check: token #0 of the {hot_set} revoked at /revoke {:.2} s into the \
+             measured window,",
+            revoked.at.as_secs_f64()
+        )?;
+        match &revoked.failure {
+            None => writeln!(
+                out,
+                "  answered 200 after {}; introspections of that token:",
+                ms(Some(revoked.took))
+            )?,
+            Some(failure) => writeln!(
+                out,
+                "  FAILED after {} ({failure}); introspections of that token:",
+                ms(Some(revoked.took))
+            )?,
+        }
+        writeln!(
+            out,
+            "  active:true before the revocation was answered   {}",
+            seen.active_before + after.active_before
+        )?;
+        writeln!(
+            out,
+            "  active:false while it was in flight              {}",
+            after.inactive_across
+        )?;
+        writeln!(
+            out,
+            "  active:false, asked after it was answered         {}",
+            after.inactive_after
+        )?;
+        writeln!(
+            out,
+            "  active:true, asked after it was answered (stale)  {}{}",
+            after.active_after,
+            if after.active_after == 0 && after.inactive_after > 0 {
+                "  -> the revocation was seen at once"
+            } else {
+                ""
+            }
+        )?;
+    }
+    write_cpu(out, run.own_cpu, run.server_cpu, secs)?;
+    write_failures(out, &warmup.failures, &measured.failures)
+}
+
+/// Requests, successes, errors and throughput of the measured window, and how many were in the
+/// warmup.
+fn write_counts(out: &mut String, warmup: &Tally, measured: &Tally, secs: f64) -> std::fmt::Result {
     writeln!(
         out,
         "warmup:     {} requests, {} errors (not counted below)",
@@ -51,13 +140,14 @@ fn write_report(out: &mut String, outcome: &Outcome) -> std::fmt::Result {
     if !protocols.is_empty() {
         writeln!(out, "  protocol    {}", protocols.join(", "))?;
     }
+    Ok(())
+}
 
+/// The latency percentiles of the measured window's successes, under `heading`.
+fn write_latency(out: &mut String, measured: &Tally, heading: &str) -> std::fmt::Result {
     let mut latencies = measured.latencies.clone();
     latencies.sort_unstable();
-    writeln!(
-        out,
-        "latency of successful requests (send to last body byte, signing excluded):"
-    )?;
+    writeln!(out, "{heading}")?;
     match latencies.last() {
         Some(max) => writeln!(
             out,
@@ -69,19 +159,25 @@ fn write_report(out: &mut String, outcome: &Outcome) -> std::fmt::Result {
         )?,
         None => writeln!(out, "  (no successful requests)")?,
     }
+    Ok(())
+}
 
-    write_client_cost(out, measured, secs)?;
+/// The CPU time of the load tool and the server over the measured window, as cores.
+fn write_cpu(
+    out: &mut String,
+    own_cpu: Option<Duration>,
+    server_cpu: Option<Duration>,
+    secs: f64,
+) -> std::fmt::Result {
     writeln!(
         out,
         "CPU during the measured window (from /proc; 1.00 = one core busy):"
     )?;
-    writeln!(out, "  load tool   {}", cores(*own_cpu, secs))?;
+    writeln!(out, "  load tool   {}", cores(own_cpu, secs))?;
     match server_cpu {
-        Some(_) => writeln!(out, "  server      {}", cores(*server_cpu, secs))?,
-        None => writeln!(out, "  server      (pass --server-pid to measure)")?,
+        Some(_) => writeln!(out, "  server      {}", cores(server_cpu, secs)),
+        None => writeln!(out, "  server      (pass --server-pid to measure)"),
     }
-
-    write_failures(out, &warmup.failures, &measured.failures)
 }
 
 /// The failures by kind over both phases, each with its first answer.
@@ -244,15 +340,7 @@ fn write_flow_report(out: &mut String, outcome: &flow::Outcome) -> std::fmt::Res
          minus requests):\n  {mean_us:.0} µs, {work:.2} s in all = {:.2} cores over the window",
         if secs > 0.0 { work / secs } else { 0.0 }
     )?;
-    writeln!(
-        out,
-        "CPU during the measured window (from /proc; 1.00 = one core busy):"
-    )?;
-    writeln!(out, "  load tool   {}", cores(*own_cpu, secs))?;
-    match server_cpu {
-        Some(_) => writeln!(out, "  server      {}", cores(*server_cpu, secs))?,
-        None => writeln!(out, "  server      (pass --server-pid to measure)")?,
-    }
+    write_cpu(out, *own_cpu, *server_cpu, secs)?;
     write_failures(out, &warmup.failures, &measured.failures)
 }
 

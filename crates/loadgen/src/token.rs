@@ -1,10 +1,12 @@
 //! `portcullis-load token`: N workers, each looping over client-credentials token requests with
-//! a fresh client assertion and DPoP proof, for a warmup and then a measured window.
+//! a fresh client assertion and DPoP proof, for a warmup and then a measured window. The same
+//! requests also fetch tokens for other loads ([`fetch`]).
 //!
-//! Every worker keeps its own [`Tally`] per phase (no shared counters on the hot path); they are
-//! merged once at the end. Network and protocol failures are counted by kind, never unwrapped.
+//! Every worker keeps its own [`Tally`] per phase (see [`crate::window`]). Network and protocol
+//! failures are counted by kind, never unwrapped.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +17,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::key::ClientKey;
+use crate::window::{Load, Measured, Merge, Phases, Window};
 
 /// The client-assertion type of RFC 7523 §2.2.
 pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -33,19 +36,10 @@ pub struct Target {
     pub client_id: String,
     /// The scope asked for.
     pub scope: String,
+    /// The resource the token is for (RFC 8707), if one is named.
+    pub resource: Option<String>,
     /// The client's key, which signs both the assertion and the proof.
     pub key: ClientKey,
-}
-
-/// How long and how hard to drive the target.
-#[derive(Debug, Clone, Copy)]
-pub struct Load {
-    /// Concurrent workers, each with at most one request in flight.
-    pub concurrency: usize,
-    /// Requests before this long after the start are not measured.
-    pub warmup: Duration,
-    /// The measured window after the warmup.
-    pub duration: Duration,
 }
 
 /// One kind of failure: how often it happened and what the first one said.
@@ -81,7 +75,7 @@ impl Tally {
         self.failures.values().map(|f| f.count).sum()
     }
 
-    fn fail(&mut self, kind: String, detail: impl FnOnce() -> String) {
+    pub(crate) fn fail(&mut self, kind: String, detail: impl FnOnce() -> String) {
         self.failures
             .entry(kind)
             .and_modify(|f| f.count += 1)
@@ -91,6 +85,16 @@ impl Tally {
             });
     }
 
+    /// The first failure, by kind, when there is one.
+    fn first_failure(&self) -> Option<String> {
+        self.failures
+            .iter()
+            .next()
+            .map(|(kind, failure)| format!("{kind}: {}", failure.first))
+    }
+}
+
+impl Merge for Tally {
     fn merge(&mut self, other: Self) {
         self.requests += other.requests;
         self.successes += other.successes;
@@ -109,19 +113,7 @@ impl Tally {
 }
 
 /// The outcome of a run.
-#[derive(Debug)]
-pub struct Outcome {
-    /// The warmup phase.
-    pub warmup: Tally,
-    /// The measured phase.
-    pub measured: Tally,
-    /// From the end of the warmup until the last worker stopped.
-    pub window: Duration,
-    /// CPU seconds of this process during the window, when `/proc` can say.
-    pub own_cpu: Option<Duration>,
-    /// CPU seconds of the server process during the window, when asked for and `/proc` can say.
-    pub server_cpu: Option<Duration>,
-}
+pub type Outcome = Measured<Tally>;
 
 /// The latest `DPoP-Nonce` the server sent (RFC 9449 §8), shared by the workers; none unless
 /// the server asks for nonces.
@@ -158,7 +150,7 @@ struct Shared {
 /// What one request came to.
 enum Answer {
     /// A DPoP-bound access token.
-    Token,
+    Token(String),
     /// Anything else, by kind, with a detail for the report.
     Failed { kind: String, detail: String },
 }
@@ -186,12 +178,15 @@ async fn request(shared: &Shared, tally: &mut Tally) -> Option<(Answer, Duration
         }
     };
 
-    let form = [
+    let mut form = vec![
         ("grant_type", "client_credentials"),
         ("scope", target.scope.as_str()),
         ("client_assertion_type", JWT_BEARER),
         ("client_assertion", assertion.as_str()),
     ];
+    if let Some(resource) = &target.resource {
+        form.push(("resource", resource));
+    }
     let sent = Instant::now();
     let response = match shared
         .http
@@ -237,10 +232,10 @@ fn check(status: StatusCode, body: &[u8]) -> Answer {
             .as_ref()
             .and_then(|j| j.get("token_type"))
             .and_then(Value::as_str);
-        if token.is_some_and(|t| !t.is_empty())
+        if let Some(token) = token.filter(|t| !t.is_empty())
             && token_type.is_some_and(|t| t.eq_ignore_ascii_case("DPoP"))
         {
-            return Answer::Token;
+            return Answer::Token(token.to_owned());
         }
         // The body may hold a token: report its shape, not its content.
         let members = json
@@ -266,64 +261,83 @@ fn check(status: StatusCode, body: &[u8]) -> Answer {
     }
 }
 
-/// One worker: requests back to back until `end`, tallied by the phase in which each started.
-async fn worker(shared: Arc<Shared>, measure_from: Instant, end: Instant) -> (Tally, Tally) {
-    let mut warmup = Tally::default();
-    let mut measured = Tally::default();
-    loop {
-        let started = Instant::now();
-        if started >= end {
-            break;
-        }
-        let tally = if started < measure_from {
-            &mut warmup
-        } else {
-            &mut measured
-        };
+/// One worker: requests back to back until the run ends, tallied by the phase in which each
+/// started.
+async fn worker(shared: Arc<Shared>, window: Window) -> Phases<Tally> {
+    let mut phases = window.phases::<Tally>();
+    while let Some((tally, _)) = phases.next() {
         tally.requests += 1;
         let Some((answer, latency, version)) = request(&shared, tally).await else {
             continue;
         };
         *tally.versions.entry(format!("{version:?}")).or_default() += 1;
         match answer {
-            Answer::Token => {
+            Answer::Token(_) => {
                 tally.successes += 1;
                 tally.latencies.push(latency);
             }
             Answer::Failed { kind, detail } => tally.fail(kind, || detail),
         }
     }
-    (warmup, measured)
+    phases
 }
 
-/// One request before the run, so that a wrong client id, key, issuer or CA fails at once with
-/// the server's answer instead of after a whole run of errors.
+/// One token request that must succeed: the access token.
 ///
 /// # Errors
 /// The failure, with the server's answer or the transport error.
-async fn preflight(shared: &Shared) -> anyhow::Result<()> {
+async fn obtain(shared: &Shared) -> anyhow::Result<String> {
     let mut tally = Tally::default();
     match request(shared, &mut tally).await {
-        Some((Answer::Token, _, _)) => Ok(()),
+        Some((Answer::Token(token), _, _)) => Ok(token),
         Some((Answer::Failed { kind, detail }, _, _)) => {
-            bail!(
-                "the first token request failed: {kind}: {}",
-                shorten(&detail)
-            )
+            bail!("{kind}: {}", shorten(&detail))
         }
-        None => {
-            let (kind, failure) = tally.failures.into_iter().next().unwrap_or_else(|| {
-                (
-                    "unknown".into(),
-                    Failure {
-                        count: 1,
-                        first: String::new(),
-                    },
-                )
-            });
-            bail!("the first token request failed: {kind}: {}", failure.first)
-        }
+        None => bail!(
+            "{}",
+            tally
+                .first_failure()
+                .unwrap_or_else(|| "unknown failure".into())
+        ),
     }
+}
+
+/// `count` access tokens for `target`, from up to `concurrency` requests at a time.
+///
+/// # Errors
+/// The first failed request, with the server's answer or the transport error.
+pub async fn fetch(
+    target: Target,
+    http: reqwest::Client,
+    count: usize,
+    concurrency: usize,
+) -> anyhow::Result<Vec<String>> {
+    let shared = Arc::new(Shared {
+        target,
+        http,
+        nonce: DpopNonce::default(),
+    });
+    let left = Arc::new(AtomicUsize::new(count));
+    let tasks: Vec<_> = (0..concurrency.clamp(1, count.max(1)))
+        .map(|_| {
+            let (shared, left) = (Arc::clone(&shared), Arc::clone(&left));
+            tokio::spawn(async move {
+                let mut tokens = Vec::new();
+                while left
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                    .is_ok()
+                {
+                    tokens.push(obtain(&shared).await.context("a token request failed")?);
+                }
+                anyhow::Ok(tokens)
+            })
+        })
+        .collect();
+    let mut tokens = Vec::with_capacity(count);
+    for task in tasks {
+        tokens.extend(task.await.context("a token task died")??);
+    }
+    Ok(tokens)
 }
 
 /// Runs the load: a preflight request, then `load.concurrency` workers for the warmup and the
@@ -343,34 +357,17 @@ pub async fn run(
         http,
         nonce: DpopNonce::default(),
     });
-    preflight(&shared).await?;
+    // One request before the run, so that a wrong client id, key, issuer or CA fails at once
+    // with the server's answer instead of after a whole run of errors.
+    obtain(&shared)
+        .await
+        .context("the first token request failed")?;
 
-    let start = Instant::now();
-    let measure_from = start + load.warmup;
-    let end = measure_from + load.duration;
+    let window = Window::starting_now(&load);
     let workers: Vec<_> = (0..load.concurrency)
-        .map(|_| tokio::spawn(worker(Arc::clone(&shared), measure_from, end)))
+        .map(|_| tokio::spawn(worker(Arc::clone(&shared), window)))
         .collect();
-
-    tokio::time::sleep_until(measure_from).await;
-    let meter = crate::cpu::Meter::start(server_pid);
-
-    let mut warmup = Tally::default();
-    let mut measured = Tally::default();
-    for handle in workers {
-        let (w, m) = handle.await.context("a worker task died")?;
-        warmup.merge(w);
-        measured.merge(m);
-    }
-    let window = measure_from.elapsed();
-    let (own_cpu, server_cpu) = meter.stop();
-    Ok(Outcome {
-        warmup,
-        measured,
-        window,
-        own_cpu,
-        server_cpu,
-    })
+    window.collect(workers, server_pid).await
 }
 
 /// A short kind for a transport error.

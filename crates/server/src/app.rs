@@ -77,6 +77,10 @@ pub struct AppState {
     pub resources: Arc<crate::resources::ResourceCache>,
     /// Dynamic client registration's admission rules.
     pub registration: Arc<crate::registration::Registrar>,
+    /// Whether our access tokens are live, cached per replica under the revocation epoch.
+    pub liveness: Arc<crate::liveness::Liveness>,
+    /// Wakes the long polls of the revocation event feed (`/events`).
+    pub feed: Arc<crate::feed::FeedWatcher>,
     /// The test-only clock control.
     #[cfg(feature = "test-hooks")]
     pub test_clock: Arc<portcullis_core::OffsetClock>,

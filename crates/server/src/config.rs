@@ -73,6 +73,8 @@ pub struct Config {
     pub authorization: AuthorizationConfig,
     /// Dynamic client registration (RFC 7591/7592); closed unless configured.
     pub registration: crate::registration::RegistrationConfig,
+    /// The revocation event feed (`/events`, RFC 8936).
+    pub events: crate::feed::EventsConfig,
 }
 
 impl Default for Config {
@@ -96,6 +98,7 @@ impl Default for Config {
             dpop: DpopConfig::default(),
             authorization: AuthorizationConfig::default(),
             registration: crate::registration::RegistrationConfig::default(),
+            events: crate::feed::EventsConfig::default(),
         }
     }
 }
@@ -405,6 +408,11 @@ pub struct TokensConfig {
     /// How long a replica uses its snapshot of the resource servers, in seconds (0 to 60; 0
     /// reads them for every token). Changes made on another replica are seen within this time.
     pub resource_cache_secs: u32,
+    /// How many live access tokens a replica remembers for introspection and its own protected
+    /// resources, and how many registered clients it remembers for client authentication (0
+    /// turns both caches off). A remembered answer is trusted only while no revocation and no
+    /// client change has happened anywhere since, so neither cache outlives one.
+    pub liveness_cache_entries: usize,
 }
 
 impl Default for TokensConfig {
@@ -415,6 +423,7 @@ impl Default for TokensConfig {
             refresh_token_lifetime_secs: 30 * 86_400,
             refresh_rotation_grace_secs: 60,
             resource_cache_secs: 5,
+            liveness_cache_entries: 100_000,
         }
     }
 }
@@ -701,6 +710,7 @@ impl Config {
         self.client_auth.validate()?;
         self.client_auth.trust_anchors()?;
         self.registration.validate()?;
+        self.events.validate(self.limits.request_timeout_secs)?;
         if !(60..=3600).contains(&self.tokens.access_token_lifetime_secs) {
             return Err(ConfigError::new(
                 "tokens.access_token_lifetime_secs",
@@ -753,6 +763,12 @@ impl Config {
             return Err(ConfigError::new(
                 "dpop.nonce_window_secs",
                 "must be 10 to 600",
+            ));
+        }
+        if self.tokens.liveness_cache_entries > 10_000_000 {
+            return Err(ConfigError::new(
+                "tokens.liveness_cache_entries",
+                "must be at most 10000000",
             ));
         }
         if self.tokens.resource_cache_secs > 60 {

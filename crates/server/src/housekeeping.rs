@@ -1,7 +1,9 @@
 //! Background upkeep of a running server: the replay cache (client assertion, DPoP proof and
 //! software statement identifiers) keeps each entry only while the thing it guards could still be
 //! accepted; pushed requests, codes, interactions, sessions and refresh tokens expire; all are
-//! purged here so that the tables stay the size of their live contents. Every replica runs it; the deletes are
+//! purged here so that the tables stay the size of their live contents. So are the access-token
+//! deny list (once the tokens it names have expired) and the revocation event feed (events every
+//! recipient acknowledged, and deliveries nobody fetched). Every replica runs it; the deletes are
 //! idempotent.
 
 use std::sync::Arc;
@@ -13,6 +15,15 @@ use tokio::sync::watch;
 
 /// How long an expired authorization code is kept to recognise its replay.
 pub const CODE_REPLAY_WINDOW: time::Duration = time::Duration::hours(1);
+
+/// How long a revocation event every recipient has acknowledged stays in the feed, for the
+/// operator's view (`GET /admin/v1/revocation-events`).
+pub const ACKNOWLEDGED_EVENT_RETENTION: time::Duration = time::Duration::hours(1);
+
+/// How long a revocation event waits for a recipient that does not fetch it. By then the tokens
+/// it announces have long expired (access tokens live at most an hour), so a resource server
+/// that has been away this long has nothing left to learn from it.
+pub const UNDELIVERED_EVENT_RETENTION: time::Duration = time::Duration::days(7);
 
 /// How often expired replay entries are deleted.
 pub const PURGE_INTERVAL: Duration = Duration::from_secs(60);
@@ -35,7 +46,15 @@ pub async fn purge(store: &dyn Store, clock: &dyn Clock) -> Result<u64, StoreErr
     let access = store.access_tokens().purge_expired(now).await?;
     let sessions = store.sessions().purge_expired(now).await?;
     let interactions = store.interactions().purge_expired(now).await?;
-    Ok(replay + pushed + codes + refresh + access + sessions + interactions)
+    let revocations = store
+        .revocations()
+        .purge(
+            now,
+            now - ACKNOWLEDGED_EVENT_RETENTION,
+            now - UNDELIVERED_EVENT_RETENTION,
+        )
+        .await?;
+    Ok(replay + pushed + codes + refresh + access + sessions + interactions + revocations)
 }
 
 /// Purges every [`PURGE_INTERVAL`] until `stop` turns true. Failures are logged and retried at

@@ -51,6 +51,7 @@ pub struct Metrics {
     durations: Family<RouteLabels, Histogram>,
     connections: Family<ListenerLabels, Gauge>,
     handshake_failures: Family<HandshakeLabels, Counter>,
+    waiting_polls: Gauge,
 }
 
 fn duration_histogram() -> Histogram {
@@ -76,6 +77,7 @@ impl Metrics {
         );
         let connections = Family::<ListenerLabels, Gauge>::default();
         let handshake_failures = Family::<HandshakeLabels, Counter>::default();
+        let waiting_polls = Gauge::default();
         registry.register(
             "http_requests",
             "HTTP requests by method, route and status",
@@ -96,13 +98,26 @@ impl Metrics {
             "Failed or timed-out TLS handshakes",
             handshake_failures.clone(),
         );
+        registry.register(
+            "event_feed_waiting_polls",
+            "Long polls of the revocation event feed (/events) waiting on this replica",
+            waiting_polls.clone(),
+        );
         Self {
             registry,
             requests,
             durations,
             connections,
             handshake_failures,
+            waiting_polls,
         }
+    }
+
+    /// Counts a long poll of the event feed while it waits, until the guard drops.
+    #[must_use]
+    pub fn poll_waiting(&self) -> GaugeGuard {
+        self.waiting_polls.inc();
+        GaugeGuard(self.waiting_polls.clone())
     }
 
     /// Counts a failed handshake.
@@ -159,6 +174,16 @@ impl Metrics {
 pub struct ConnectionGuard(Gauge);
 
 impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Decrements a gauge when dropped.
+#[derive(Debug)]
+pub struct GaugeGuard(Gauge);
+
+impl Drop for GaugeGuard {
     fn drop(&mut self) {
         self.0.dec();
     }
@@ -222,6 +247,14 @@ mod tests {
             r#"portcullis_tls_handshake_failures_total{listener="mtls",reason="timeout"} 1"#
         ));
         assert!(text.contains(r#"portcullis_open_connections{listener="main"} 1"#));
+        let waiting = metrics.poll_waiting();
+        assert!(
+            metrics
+                .encode()
+                .unwrap()
+                .contains("portcullis_event_feed_waiting_polls 1")
+        );
+        drop(waiting);
         drop(guard);
         assert!(
             metrics

@@ -4,11 +4,16 @@
 //! opaque reference in the store, issued here, for the given audience and unexpired, and is presented by its holder: with a DPoP proof covering
 //! it (`ath`) for `cnf.jkt`, or on the connection with the certificate of `cnf.x5t#S256`
 //! (checklist #29–#35). The client it was issued to must still exist.
+//!
+//! A [`Refusal`] is answered as RFC 6750 §3 / RFC 9449 §7.1 say (its `IntoResponse`), and a
+//! token without the scope a resource needs with [`insufficient_scope`].
 
 use std::sync::Arc;
 
-use http::header;
+use axum::Json;
+use axum::response::{IntoResponse, Response};
 use http::request::Parts;
+use http::{HeaderValue, StatusCode, header};
 use portcullis_core::client::secret::SecretHash;
 use portcullis_core::client::{Client, ClientId};
 use portcullis_core::error::{ErrorCode, OAuthError};
@@ -44,7 +49,7 @@ pub enum Refusal {
 #[derive(Debug, Clone)]
 pub struct Caller {
     /// The token's claims.
-    pub claims: Map<String, Value>,
+    pub claims: Arc<Map<String, Value>>,
     /// The client it was issued to.
     pub client: Client,
 }
@@ -62,6 +67,82 @@ impl Caller {
             .map(str::to_owned)
             .collect()
     }
+
+    /// Whether the token is DPoP-bound (`cnf.jkt`), so that challenges use the `DPoP` scheme.
+    #[must_use]
+    pub fn dpop(&self) -> bool {
+        self.claims.get("cnf").and_then(|c| c.get("jkt")).is_some()
+    }
+}
+
+impl IntoResponse for Refusal {
+    /// 401 with the challenge (and, for a token or proof error, a JSON body with `error` and
+    /// `error_description`); `use_dpop_nonce` with a fresh `DPoP-Nonce`; 500 `server_error` for
+    /// a store failure. Always `Cache-Control: no-store`.
+    fn into_response(self) -> Response {
+        let (status, body, challenge, nonce) = match self {
+            Refusal::Missing { challenge } => {
+                (StatusCode::UNAUTHORIZED, None, Some(challenge), None)
+            }
+            Refusal::Token(e, challenge) | Refusal::Proof(e, challenge) => {
+                (StatusCode::UNAUTHORIZED, Some(e), Some(challenge), None)
+            }
+            Refusal::UseNonce(nonce) => {
+                let description =
+                    "a DPoP proof with the server's current nonce is required (RFC 9449 §9)";
+                (
+                    StatusCode::UNAUTHORIZED,
+                    Some(OAuthError::new(ErrorCode::UseDpopNonce, description)),
+                    Some(format!(
+                        "DPoP error=\"use_dpop_nonce\", error_description={}",
+                        quote(description)
+                    )),
+                    Some(nonce),
+                )
+            }
+            Refusal::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Some(OAuthError::server_error()),
+                None,
+                None,
+            ),
+        };
+        let mut response = match body {
+            Some(error) => (status, Json(error)).into_response(),
+            None => status.into_response(),
+        };
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            headers.insert(header::WWW_AUTHENTICATE, value);
+        }
+        if let Some(value) = nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
+            headers.insert("dpop-nonce", value);
+        }
+        response
+    }
+}
+
+/// 403 `insufficient_scope` (RFC 6750 §3.1): the challenge, in the scheme of the token (`DPoP`
+/// when `dpop`, else `Bearer`), names the `scope` needed; the JSON body says why.
+#[must_use]
+pub fn insufficient_scope(scope: &str, description: impl Into<String>, dpop: bool) -> Response {
+    let challenge = format!(
+        "{} error=\"insufficient_scope\", scope={}",
+        if dpop { "DPoP" } else { "Bearer" },
+        quote(scope)
+    );
+    let mut response = (
+        StatusCode::FORBIDDEN,
+        Json(OAuthError::new(ErrorCode::InsufficientScope, description)),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        headers.insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
 }
 
 /// The DPoP algorithms, as the `algs` auth-param lists them (RFC 9449 §7.1).
@@ -159,7 +240,9 @@ pub async fn authenticate(
             false,
         ));
     }
-    let claims = match access_token_claims(state, token).await {
+    let now = state.clock.now();
+    // Issued here, unexpired, unrevoked, its grant standing (crate::liveness).
+    let claims = match crate::liveness::judge(state, token, now).await {
         Ok(Ok(claims)) => claims,
         Ok(Err(why)) => return Err(invalid_token(why, dpop_scheme)),
         Err(e) => {
@@ -167,10 +250,6 @@ pub async fn authenticate(
             return Err(Refusal::Internal);
         }
     };
-    let now = state.clock.now();
-    if claims.get("iss").and_then(Value::as_str) != Some(state.urls.issuer.as_str()) {
-        return Err(invalid_token("the token was not issued here", dpop_scheme));
-    }
     let for_us = match claims.get("aud") {
         Some(Value::String(a)) => a == audience,
         Some(Value::Array(values)) => values.iter().any(|v| v.as_str() == Some(audience)),
@@ -182,11 +261,6 @@ pub async fn authenticate(
             dpop_scheme,
         ));
     }
-    let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
-    if exp <= now.unix_timestamp() {
-        return Err(invalid_token("the access token has expired", dpop_scheme));
-    }
-
     // The binding (checklist #29, #30, #34, #35).
     let binding =
         Binding::from_claims(&claims).map_err(|e| invalid_token(e.to_string(), dpop_scheme))?;

@@ -206,14 +206,19 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     });
     let metrics = Arc::new(Metrics::new());
     let jwks_fetcher = Arc::new(JwksFetcher::new(&config.client_jwks, clock.clone())?);
-    let client_auth = Arc::new(ClientAuthenticator::new(
-        &config.client_auth,
-        store.clone(),
-        clock.clone(),
-        jwks_fetcher.clone(),
-        &issuer,
-        &mtls_base,
-    )?);
+    // One reader of the revocation epoch for both per-replica caches it guards.
+    let epochs = crate::liveness::EpochReader::new(store.clone());
+    let client_auth = Arc::new(
+        ClientAuthenticator::new(
+            &config.client_auth,
+            store.clone(),
+            clock.clone(),
+            jwks_fetcher.clone(),
+            &issuer,
+            &mtls_base,
+        )?
+        .with_client_cache(epochs.clone(), config.tokens.liveness_cache_entries),
+    );
     let resources = Arc::new(crate::resources::ResourceCache::new(
         store.clone(),
         clock.clone(),
@@ -232,6 +237,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         rng.clone(),
     ));
     let dpop_nonces = crate::app::dpop_nonces(&config, &kek);
+    let liveness = Arc::new(crate::liveness::Liveness::new(
+        epochs,
+        config.tokens.liveness_cache_entries,
+    ));
+    let feed = crate::feed::FeedWatcher::new(store.clone());
     let state = AppState {
         config: config.clone(),
         urls: Arc::new(Urls {
@@ -250,10 +260,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         accounts: Arc::new(portcullis_core::accounts::DemoDirectory),
         resources,
         registration,
+        liveness,
+        feed,
         #[cfg(feature = "test-hooks")]
         test_clock,
     };
     let upkeep = (state.store.clone(), state.clock.clone());
+    let feed = state.feed.clone();
     let router = app::router(state);
 
     let limits = ConnectionLimits {
@@ -286,6 +299,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
 
     tasks.spawn(crate::housekeeping::run(upkeep.0, upkeep.1, stop.clone()));
+    // At shutdown, waiting long polls of `/events` answer at once, so their connections drain.
+    let mut stopping = stop.clone();
+    tasks.spawn(async move {
+        let _ = stopping.wait_for(|s| *s).await;
+        feed.close();
+    });
 
     let metrics_addr = if config.metrics.enabled {
         let tcp = bind("metrics.listen", config.metrics.listen).await?;

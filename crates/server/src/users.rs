@@ -516,6 +516,9 @@ mod tests {
         fn access_tokens(&self) -> &dyn portcullis_core::store::AccessTokenStore {
             self.0.access_tokens()
         }
+        fn revocations(&self) -> &dyn portcullis_core::store::RevocationStore {
+            self.0.revocations()
+        }
     }
 
     struct Fixture {

@@ -6,7 +6,7 @@ use portcullis_core::client::secret::SecretHash;
 use portcullis_core::client::settings::ClientSettings;
 use portcullis_core::client::{ClientId, ClientProfile};
 use portcullis_core::resource::ResourceMetadata;
-use portcullis_core::store::StoreError;
+use portcullis_core::store::{FeedEvent, Poll, StoreError};
 use portcullis_core::user::Username;
 use portcullis_jose::{PublicJwk, SigningAlg};
 use serde_json::{Map, Value};
@@ -166,4 +166,22 @@ pub(crate) fn username(value: &str) -> Result<Username, StoreError> {
 /// The page size bound every list query applies.
 pub(crate) fn page_limit(limit: u32) -> i64 {
     i64::from(limit.clamp(1, 1000))
+}
+
+/// The most events one poll hands out, whatever the recipient asks for.
+const POLL_MAX: u32 = 1000;
+
+/// How many events a poll of up to `max` reads: one more than it hands out, to tell whether
+/// more are waiting.
+pub(crate) fn poll_limit(max: u32) -> i64 {
+    i64::from(max.min(POLL_MAX)) + 1
+}
+
+/// A poll's answer from the events read with [`poll_limit`]: the extra one only says that more
+/// are waiting.
+pub(crate) fn poll(mut events: Vec<FeedEvent>, max: u32) -> Poll {
+    let max = usize::try_from(max.min(POLL_MAX)).unwrap_or(usize::MAX);
+    let more = events.len() > max;
+    events.truncate(max);
+    Poll { events, more }
 }

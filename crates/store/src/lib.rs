@@ -60,6 +60,10 @@ macro_rules! aggregate_accessors {
         fn access_tokens(&self) -> &dyn portcullis_core::store::AccessTokenStore {
             &self.access_tokens
         }
+
+        fn revocations(&self) -> &dyn portcullis_core::store::RevocationStore {
+            &self.revocations
+        }
     };
 }
 pub(crate) use aggregate_accessors;

@@ -16,8 +16,8 @@ use portcullis_core::client::{Client, ClientId, ClientProfile};
 use portcullis_core::keys::{KeyEncryptionKey, StoredSigningKey};
 use portcullis_core::resource::{ResourceMetadata, ResourceServer};
 use portcullis_core::store::{
-    FirstUse, Grant, Interaction, PushedRequest, Redemption, ReplayKey, ReplayKind, Session, Store,
-    StoreError, StoredAccessToken, StoredCode, StoredRefreshToken,
+    FeedEvent, FirstUse, Grant, Interaction, NewFeedEvent, PushedRequest, Redemption, ReplayKey,
+    ReplayKind, Session, Store, StoreError, StoredAccessToken, StoredCode, StoredRefreshToken,
 };
 use portcullis_core::user::{PasswordHash, User, Username};
 use portcullis_core::{Rng as _, SeededRng};
@@ -125,6 +125,7 @@ fn grant(id: &str, client: &Client, subject: Uuid, created_at: OffsetDateTime) -
         updated_at: created_at,
         expires_at: Some(created_at + Duration::days(90)),
         revoked_at: None,
+        last_used_at: None,
     }
 }
 
@@ -947,6 +948,7 @@ mod suite {
         closed.updated_at = at_micros(2);
         closed.expires_at = None;
         closed.revoked_at = Some(at_micros(3));
+        closed.last_used_at = Some(at_micros(4));
         grants.add(&open).await.unwrap();
         grants.add(&closed).await.unwrap();
 
@@ -1044,6 +1046,61 @@ mod suite {
         let mut revoked = replaced.clone();
         revoked.revoked_at = Some(at_micros(180));
         assert_eq!(grants.find("grant-1").await.unwrap(), revoked);
+    }
+
+    pub async fn a_grant_records_its_last_use_at_most_once_a_minute(store: Arc<dyn Store>) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        store.clients().add(&tpp).await.unwrap();
+        let grants = store.grants();
+        let subject = Uuid::new_v4();
+        grants
+            .add(&grant("grant-1", &tpp, subject, at(0)))
+            .await
+            .unwrap();
+        grants
+            .add(&grant("grant-2", &tpp, subject, at(0)))
+            .await
+            .unwrap();
+        let last_used = |g: Grant| g.last_used_at;
+        assert_eq!(last_used(grants.find("grant-1").await.unwrap()), None);
+
+        // The first use is written.
+        assert!(grants.touch("grant-1", at_micros(100)).await.unwrap());
+        assert_eq!(
+            last_used(grants.find("grant-1").await.unwrap()),
+            Some(at_micros(100))
+        );
+        // Uses within the next minute are not, up to and including 60 s later.
+        assert!(!grants.touch("grant-1", at_micros(130)).await.unwrap());
+        assert!(
+            !grants
+                .touch("grant-1", at_micros(100) + Duration::seconds(60))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            last_used(grants.find("grant-1").await.unwrap()),
+            Some(at_micros(100))
+        );
+        // Nor is an earlier instant (another replica's clock behind).
+        assert!(!grants.touch("grant-1", at_micros(50)).await.unwrap());
+        // Past the minute it is.
+        let later = at_micros(100) + Duration::seconds(60) + Duration::microseconds(1);
+        assert!(grants.touch("grant-1", later).await.unwrap());
+        assert_eq!(last_used(grants.find("grant-1").await.unwrap()), Some(later));
+        // Only that grant changed; an unknown one is no error and nothing is written.
+        assert_eq!(last_used(grants.find("grant-2").await.unwrap()), None);
+        assert!(!grants.touch("grant-9", at_micros(500)).await.unwrap());
+
+        // A merge or replace keeps it; a revocation keeps it too.
+        let mut changed = grants.find("grant-1").await.unwrap();
+        changed.content.insert("scopes".into(), serde_json::json!(["openid"]));
+        changed.updated_at = at_micros(600);
+        changed.last_used_at = None;
+        grants.update(&changed).await.unwrap();
+        assert_eq!(last_used(grants.find("grant-1").await.unwrap()), Some(later));
+        assert!(grants.revoke("grant-1", at_micros(700)).await.unwrap());
+        assert_eq!(last_used(grants.find("grant-1").await.unwrap()), Some(later));
     }
 
     pub async fn a_grant_is_revoked_once(store: Arc<dyn Store>) {
@@ -2686,6 +2743,847 @@ mod suite {
         );
         assert!(!rng.token(16).unwrap().is_empty());
     }
+
+    /// A feed event about an access token, for `recipients`.
+    fn feed_event(jti: &str, recipients: &[&Client], created_at: OffsetDateTime) -> NewFeedEvent {
+        NewFeedEvent {
+            jti: jti.to_owned(),
+            kind: "token-revoked".into(),
+            grant_id: None,
+            token_jti: Some(format!("token-of-{jti}")),
+            set: format!("eyJhbGciOiJFUzI1NiIsInR5cCI6InNlY2V2ZW50K2p3dCJ9.{jti}.c2lnbmF0dXJl"),
+            recipients: recipients
+                .iter()
+                .map(|client| client.client_id.clone())
+                .collect(),
+            created_at,
+        }
+    }
+
+    /// A feed event about a grant, for `recipients`.
+    fn grant_event(
+        jti: &str,
+        grant_id: &str,
+        recipients: &[&Client],
+        created_at: OffsetDateTime,
+    ) -> NewFeedEvent {
+        NewFeedEvent {
+            kind: "grant-revoked".into(),
+            grant_id: Some(grant_id.to_owned()),
+            token_jti: None,
+            ..feed_event(jti, recipients, created_at)
+        }
+    }
+
+    /// What the feed holds for `event`.
+    fn in_feed(event: &NewFeedEvent, seq: i64, pending: i64) -> FeedEvent {
+        FeedEvent {
+            seq,
+            jti: event.jti.clone(),
+            kind: event.kind.clone(),
+            grant_id: event.grant_id.clone(),
+            token_jti: event.token_jti.clone(),
+            set: event.set.clone(),
+            created_at: event.created_at,
+            pending,
+        }
+    }
+
+    fn jtis(events: &[FeedEvent]) -> Vec<&str> {
+        events.iter().map(|event| event.jti.as_str()).collect()
+    }
+
+    /// A tpp client and three resource-server clients, all stored.
+    async fn tpp_and_resource_servers(store: &Arc<dyn Store>) -> (Client, Client, Client, Client) {
+        let tpp = client("tpp-1", ClientProfile::Fapi2);
+        let rs1 = client("rs-1", ClientProfile::Fapi2);
+        let rs2 = client("rs-2", ClientProfile::Fapi2);
+        let rs3 = client("rs-3", ClientProfile::Fapi2);
+        for each in [&tpp, &rs1, &rs2, &rs3] {
+            store.clients().add(each).await.unwrap();
+        }
+        (tpp, rs1, rs2, rs3)
+    }
+
+    pub async fn revoking_a_grant_revokes_its_tokens_bumps_the_epoch_and_queues_one_event(
+        store: Arc<dyn Store>,
+    ) {
+        let (tpp, rs1, rs2, rs3) = tpp_and_resource_servers(&store).await;
+        let consent = grant("grant-1", &tpp, Uuid::new_v4(), at_micros(0));
+        let other = grant("grant-2", &tpp, consent.subject, at_micros(0));
+        store.grants().add(&consent).await.unwrap();
+        store.grants().add(&other).await.unwrap();
+        let live_refresh = refresh("rt-1", &consent, at_micros(0));
+        let mut revoked_refresh = refresh("rt-2", &consent, at_micros(0));
+        revoked_refresh.revoked_at = Some(at_micros(10));
+        let other_refresh = refresh("rt-3", &other, at_micros(0));
+        for each in [&live_refresh, &revoked_refresh, &other_refresh] {
+            store.refresh_tokens().add(each).await.unwrap();
+        }
+        let live_access = access("at-1", &tpp, Some(&consent), at_micros(0));
+        let mut revoked_access = access("at-2", &tpp, Some(&consent), at_micros(0));
+        revoked_access.revoked_at = Some(at_micros(10));
+        let other_access = access("at-3", &tpp, Some(&other), at_micros(0));
+        let grantless = access("at-4", &tpp, None, at_micros(0));
+        for each in [&live_access, &revoked_access, &other_access, &grantless] {
+            store.access_tokens().add(each).await.unwrap();
+        }
+        let revocations = store.revocations();
+        let before = revocations.epoch().await.unwrap();
+
+        // A recipient that is not a client is skipped, not a failure.
+        let mut event = grant_event("set-1", "grant-1", &[&rs1, &rs2], at_micros(30));
+        event.recipients.push(ClientId::parse("gone").unwrap());
+        assert!(
+            revocations
+                .revoke_grant("grant-1", at_micros(30), &event)
+                .await
+                .unwrap()
+        );
+
+        let mut revoked = consent.clone();
+        revoked.revoked_at = Some(at_micros(30));
+        assert_eq!(store.grants().find("grant-1").await.unwrap(), revoked);
+        assert_eq!(store.grants().find("grant-2").await.unwrap(), other);
+        let mut now_revoked = live_refresh.clone();
+        now_revoked.revoked_at = Some(at_micros(30));
+        assert_eq!(
+            store
+                .refresh_tokens()
+                .find(&live_refresh.handle)
+                .await
+                .unwrap(),
+            now_revoked
+        );
+        // An earlier revocation instant stays; other grants' tokens are untouched.
+        assert_eq!(
+            store
+                .refresh_tokens()
+                .find(&revoked_refresh.handle)
+                .await
+                .unwrap(),
+            revoked_refresh
+        );
+        assert_eq!(
+            store
+                .refresh_tokens()
+                .find(&other_refresh.handle)
+                .await
+                .unwrap(),
+            other_refresh
+        );
+        let mut now_revoked = live_access.clone();
+        now_revoked.revoked_at = Some(at_micros(30));
+        assert_eq!(
+            store
+                .access_tokens()
+                .find(&live_access.handle)
+                .await
+                .unwrap(),
+            now_revoked
+        );
+        for each in [&revoked_access, &other_access, &grantless] {
+            assert_eq!(
+                store.access_tokens().find(&each.handle).await.unwrap(),
+                *each
+            );
+        }
+
+        let epoch = revocations.epoch().await.unwrap();
+        assert!(epoch > before, "the epoch moves: {before} then {epoch}");
+        let feed = revocations.list(0, 10).await.unwrap();
+        assert_eq!(feed.len(), 1);
+        assert_eq!(feed[0], in_feed(&event, feed[0].seq, 2));
+        assert_eq!(revocations.latest_seq().await.unwrap(), feed[0].seq);
+        // Delivered to the recipients, and only to them.
+        for recipient in [&rs1, &rs2] {
+            let poll = revocations.poll(&recipient.client_id, 10).await.unwrap();
+            assert_eq!(poll.events, feed);
+            assert!(!poll.more);
+        }
+        for outsider in [&rs3, &tpp] {
+            let poll = revocations.poll(&outsider.client_id, 10).await.unwrap();
+            assert!(poll.events.is_empty());
+            assert!(!poll.more);
+        }
+
+        // Again, later and with another event: nothing changes and nothing is queued.
+        let again = grant_event("set-2", "grant-1", &[&rs1, &rs3], at_micros(40));
+        assert!(
+            !revocations
+                .revoke_grant("grant-1", at_micros(40), &again)
+                .await
+                .unwrap()
+        );
+        assert_eq!(revocations.epoch().await.unwrap(), epoch);
+        assert_eq!(revocations.list(0, 10).await.unwrap(), feed);
+        assert_eq!(store.grants().find("grant-1").await.unwrap(), revoked);
+        assert!(
+            revocations
+                .poll(&rs3.client_id, 10)
+                .await
+                .unwrap()
+                .events
+                .is_empty()
+        );
+    }
+
+    pub async fn revoking_an_unknown_grant_is_not_found_and_changes_nothing(store: Arc<dyn Store>) {
+        let (_, rs1, _, _) = tpp_and_resource_servers(&store).await;
+        let revocations = store.revocations();
+        let before = revocations.epoch().await.unwrap();
+        assert!(matches!(
+            revocations
+                .revoke_grant(
+                    "grant-9",
+                    at(10),
+                    &grant_event("set-1", "grant-9", &[&rs1], at(10))
+                )
+                .await,
+            Err(StoreError::NotFound)
+        ));
+        assert_eq!(revocations.epoch().await.unwrap(), before);
+        assert!(revocations.list(0, 10).await.unwrap().is_empty());
+        assert_eq!(revocations.latest_seq().await.unwrap(), 0);
+        assert!(
+            revocations
+                .poll(&rs1.client_id, 10)
+                .await
+                .unwrap()
+                .events
+                .is_empty()
+        );
+    }
+
+    pub async fn a_revocation_whose_event_jti_is_taken_changes_nothing(store: Arc<dyn Store>) {
+        let (tpp, rs1, _, _) = tpp_and_resource_servers(&store).await;
+        let consent = grant("grant-1", &tpp, Uuid::new_v4(), at(0));
+        let other = grant("grant-2", &tpp, consent.subject, at(0));
+        store.grants().add(&consent).await.unwrap();
+        store.grants().add(&other).await.unwrap();
+        let token = access("at-1", &tpp, Some(&other), at(0));
+        store.access_tokens().add(&token).await.unwrap();
+        let revocations = store.revocations();
+        let first = grant_event("set-1", "grant-1", &[&rs1], at(10));
+        assert!(
+            revocations
+                .revoke_grant("grant-1", at(10), &first)
+                .await
+                .unwrap()
+        );
+        let epoch = revocations.epoch().await.unwrap();
+        let feed = revocations.list(0, 10).await.unwrap();
+
+        // The same SET jti again: refused, and the whole revocation is undone.
+        let taken = grant_event("set-1", "grant-2", &[&rs1], at(20));
+        assert!(matches!(
+            revocations.revoke_grant("grant-2", at(20), &taken).await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(store.grants().find("grant-2").await.unwrap(), other);
+        assert_eq!(
+            store.access_tokens().find(&token.handle).await.unwrap(),
+            token
+        );
+        let taken = feed_event("set-1", &[&rs1], at(20));
+        assert!(matches!(
+            revocations
+                .deny_access_token("jti-1", Some(&token.handle), at(600), at(20), &taken)
+                .await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(!revocations.is_denied("jti-1").await.unwrap());
+        assert_eq!(
+            store.access_tokens().find(&token.handle).await.unwrap(),
+            token
+        );
+        assert_eq!(revocations.epoch().await.unwrap(), epoch);
+        assert_eq!(revocations.list(0, 10).await.unwrap(), feed);
+        assert_eq!(
+            revocations.poll(&rs1.client_id, 10).await.unwrap().events,
+            feed
+        );
+
+        // With a fresh jti, both go through.
+        let fresh = grant_event("set-2", "grant-2", &[&rs1], at(20));
+        assert!(
+            revocations
+                .revoke_grant("grant-2", at(20), &fresh)
+                .await
+                .unwrap()
+        );
+        let fresh = feed_event("set-3", &[&rs1], at(20));
+        assert!(
+            revocations
+                .deny_access_token("jti-1", None, at(600), at(20), &fresh)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            jtis(&revocations.list(0, 10).await.unwrap()),
+            ["set-1", "set-2", "set-3"]
+        );
+    }
+
+    pub async fn an_access_token_is_denied_once(store: Arc<dyn Store>) {
+        let (tpp, rs1, rs2, _) = tpp_and_resource_servers(&store).await;
+        let opaque = access("at-1", &tpp, None, at_micros(0));
+        let mut revoked_before = access("at-2", &tpp, None, at_micros(0));
+        revoked_before.revoked_at = Some(at_micros(5));
+        let untouched = access("at-3", &tpp, None, at_micros(0));
+        for each in [&opaque, &revoked_before, &untouched] {
+            store.access_tokens().add(each).await.unwrap();
+        }
+        let revocations = store.revocations();
+        let before = revocations.epoch().await.unwrap();
+        assert!(!revocations.is_denied("jti-opaque").await.unwrap());
+
+        // An opaque token: denied by jti, and its row revoked.
+        let event = feed_event("set-1", &[&rs1], at_micros(10));
+        assert!(
+            revocations
+                .deny_access_token(
+                    "jti-opaque",
+                    Some(&opaque.handle),
+                    opaque.expires_at,
+                    at_micros(10),
+                    &event,
+                )
+                .await
+                .unwrap()
+        );
+        assert!(revocations.is_denied("jti-opaque").await.unwrap());
+        let mut revoked = opaque.clone();
+        revoked.revoked_at = Some(at_micros(10));
+        assert_eq!(
+            store.access_tokens().find(&opaque.handle).await.unwrap(),
+            revoked
+        );
+        assert_eq!(
+            store.access_tokens().find(&untouched.handle).await.unwrap(),
+            untouched
+        );
+        let epoch = revocations.epoch().await.unwrap();
+        assert!(epoch > before);
+        let feed = revocations.list(0, 10).await.unwrap();
+        assert_eq!(feed.len(), 1);
+        assert_eq!(feed[0], in_feed(&event, feed[0].seq, 1));
+
+        // Again: nothing changes and nothing is queued.
+        let again = feed_event("set-2", &[&rs1, &rs2], at_micros(20));
+        assert!(
+            !revocations
+                .deny_access_token(
+                    "jti-opaque",
+                    Some(&opaque.handle),
+                    opaque.expires_at,
+                    at_micros(20),
+                    &again,
+                )
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.access_tokens().find(&opaque.handle).await.unwrap(),
+            revoked
+        );
+        assert_eq!(revocations.epoch().await.unwrap(), epoch);
+        assert_eq!(revocations.list(0, 10).await.unwrap(), feed);
+        assert!(
+            revocations
+                .poll(&rs2.client_id, 10)
+                .await
+                .unwrap()
+                .events
+                .is_empty()
+        );
+
+        // A JWT access token has no row: only the deny list and the feed change.
+        let jwt = feed_event("set-3", &[&rs2], at_micros(30));
+        assert!(
+            revocations
+                .deny_access_token("jti-jwt", None, at_micros(600), at_micros(30), &jwt)
+                .await
+                .unwrap()
+        );
+        assert!(revocations.is_denied("jti-jwt").await.unwrap());
+        assert!(!revocations.is_denied("jti-other").await.unwrap());
+        let later = revocations.epoch().await.unwrap();
+        assert!(later > epoch);
+        assert_eq!(
+            store.access_tokens().find(&untouched.handle).await.unwrap(),
+            untouched
+        );
+
+        // An opaque token revoked before keeps its first revocation instant.
+        let event = feed_event("set-4", &[&rs1], at_micros(40));
+        assert!(
+            revocations
+                .deny_access_token(
+                    "jti-revoked",
+                    Some(&revoked_before.handle),
+                    revoked_before.expires_at,
+                    at_micros(40),
+                    &event,
+                )
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store
+                .access_tokens()
+                .find(&revoked_before.handle)
+                .await
+                .unwrap(),
+            revoked_before
+        );
+        assert!(revocations.epoch().await.unwrap() > later);
+        assert_eq!(
+            jtis(&revocations.list(0, 10).await.unwrap()),
+            ["set-1", "set-3", "set-4"]
+        );
+    }
+
+    pub async fn the_feed_is_polled_and_acknowledged_per_recipient(store: Arc<dyn Store>) {
+        let (_, rs1, rs2, rs3) = tpp_and_resource_servers(&store).await;
+        let revocations = store.revocations();
+        assert_eq!(revocations.latest_seq().await.unwrap(), 0);
+        let both = feed_event("set-1", &[&rs1, &rs2], at_micros(10));
+        let first = feed_event("set-2", &[&rs1], at_micros(20));
+        let second = feed_event("set-3", &[&rs2], at_micros(30));
+        for (i, event) in [&both, &first, &second].into_iter().enumerate() {
+            assert!(
+                revocations
+                    .deny_access_token(&format!("jti-{i}"), None, at(600), event.created_at, event)
+                    .await
+                    .unwrap()
+            );
+        }
+        let feed = revocations.list(0, 10).await.unwrap();
+        assert_eq!(jtis(&feed), ["set-1", "set-2", "set-3"]);
+        assert!(feed[0].seq < feed[1].seq && feed[1].seq < feed[2].seq);
+        assert_eq!(feed[0], in_feed(&both, feed[0].seq, 2));
+        assert_eq!(feed[1], in_feed(&first, feed[1].seq, 1));
+        assert_eq!(feed[2], in_feed(&second, feed[2].seq, 1));
+        assert_eq!(revocations.latest_seq().await.unwrap(), feed[2].seq);
+        // Paging the operator's view.
+        assert_eq!(revocations.list(0, 2).await.unwrap(), feed[..2]);
+        assert_eq!(revocations.list(feed[1].seq, 10).await.unwrap(), feed[2..]);
+        assert!(revocations.list(feed[2].seq, 10).await.unwrap().is_empty());
+
+        // Oldest first, up to `max`, and whether more wait.
+        let poll = revocations.poll(&rs1.client_id, 1).await.unwrap();
+        assert_eq!(poll.events, feed[..1]);
+        assert!(poll.more);
+        let poll = revocations.poll(&rs1.client_id, 2).await.unwrap();
+        assert_eq!(poll.events, feed[..2]);
+        assert!(!poll.more);
+        let poll = revocations.poll(&rs1.client_id, 0).await.unwrap();
+        assert!(poll.events.is_empty());
+        assert!(poll.more);
+        let poll = revocations.poll(&rs2.client_id, 10).await.unwrap();
+        assert_eq!(poll.events, [feed[0].clone(), feed[2].clone()]);
+        assert!(!poll.more);
+        // Polling does not acknowledge.
+        assert_eq!(
+            revocations.poll(&rs1.client_id, 10).await.unwrap().events,
+            feed[..2]
+        );
+
+        // Unknown jtis, and other recipients' events, are ignored.
+        let acked = revocations
+            .acknowledge(
+                &rs1.client_id,
+                &[
+                    "set-1".into(),
+                    "set-9".into(),
+                    "set-3".into(),
+                    "set-1".into(),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(acked, 1);
+        let poll = revocations.poll(&rs1.client_id, 10).await.unwrap();
+        assert_eq!(poll.events, [in_feed(&first, feed[1].seq, 1)]);
+        assert!(!poll.more);
+        // The other recipient still has both of its events; the shared one is pending once.
+        let poll = revocations.poll(&rs2.client_id, 10).await.unwrap();
+        assert_eq!(
+            poll.events,
+            [in_feed(&both, feed[0].seq, 1), feed[2].clone()]
+        );
+        // Acknowledging again, or nothing, or as a recipient of nothing, counts nothing.
+        assert_eq!(
+            revocations
+                .acknowledge(&rs1.client_id, &["set-1".into()])
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            revocations.acknowledge(&rs1.client_id, &[]).await.unwrap(),
+            0
+        );
+        assert_eq!(
+            revocations
+                .acknowledge(&rs3.client_id, &["set-1".into(), "set-2".into()])
+                .await
+                .unwrap(),
+            0
+        );
+
+        assert_eq!(
+            revocations
+                .acknowledge(&rs2.client_id, &["set-1".into(), "set-3".into()])
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            revocations
+                .acknowledge(&rs1.client_id, &["set-2".into()])
+                .await
+                .unwrap(),
+            1
+        );
+        for recipient in [&rs1, &rs2] {
+            let poll = revocations.poll(&recipient.client_id, 10).await.unwrap();
+            assert!(poll.events.is_empty());
+            assert!(!poll.more);
+        }
+        // Acknowledged events stay in the feed until purged.
+        let listed = revocations.list(0, 10).await.unwrap();
+        assert_eq!(jtis(&listed), ["set-1", "set-2", "set-3"]);
+        assert!(listed.iter().all(|event| event.pending == 0));
+        assert_eq!(revocations.latest_seq().await.unwrap(), feed[2].seq);
+    }
+
+    pub async fn revocations_of_a_deleted_recipient_go_with_it(store: Arc<dyn Store>) {
+        let (_, rs1, rs2, _) = tpp_and_resource_servers(&store).await;
+        let revocations = store.revocations();
+        let event = feed_event("set-1", &[&rs1, &rs2], at(10));
+        assert!(
+            revocations
+                .deny_access_token("jti-1", None, at(600), at(10), &event)
+                .await
+                .unwrap()
+        );
+        store.clients().remove(&rs1.client_id).await.unwrap();
+        let feed = revocations.list(0, 10).await.unwrap();
+        assert_eq!(feed, [in_feed(&event, feed[0].seq, 1)]);
+        assert_eq!(
+            revocations.poll(&rs2.client_id, 10).await.unwrap().events,
+            feed
+        );
+    }
+
+    pub async fn concurrent_revocations_of_one_grant_let_exactly_one_through(
+        store: Arc<dyn Store>,
+    ) {
+        let (tpp, rs1, _, _) = tpp_and_resource_servers(&store).await;
+        let consent = grant("grant-1", &tpp, Uuid::new_v4(), at(0));
+        store.grants().add(&consent).await.unwrap();
+        store
+            .refresh_tokens()
+            .add(&refresh("rt-1", &consent, at(0)))
+            .await
+            .unwrap();
+        let before = store.revocations().epoch().await.unwrap();
+
+        // All spawned before any is awaited, so that they run at once; each with its own event.
+        let attempts: Vec<_> = (0..10)
+            .map(|i| {
+                let store = store.clone();
+                let event = grant_event(&format!("set-{i}"), "grant-1", &[&rs1], at(10));
+                tokio::spawn(async move {
+                    store
+                        .revocations()
+                        .revoke_grant("grant-1", at(10), &event)
+                        .await
+                })
+            })
+            .collect();
+        let mut revoked = 0;
+        for attempt in attempts {
+            match attempt.await.unwrap() {
+                Ok(true) => revoked += 1,
+                Ok(false) => {}
+                Err(other) => panic!("a losing revocation must be false: {other:?}"),
+            }
+        }
+        assert_eq!(revoked, 1, "exactly one revocation wins");
+        let feed = store.revocations().list(0, 100).await.unwrap();
+        assert_eq!(feed.len(), 1, "exactly one event is queued: {feed:?}");
+        assert_eq!(
+            store
+                .revocations()
+                .poll(&rs1.client_id, 100)
+                .await
+                .unwrap()
+                .events,
+            feed
+        );
+        assert!(store.revocations().epoch().await.unwrap() > before);
+        assert_eq!(
+            store.grants().find("grant-1").await.unwrap().revoked_at,
+            Some(at(10))
+        );
+        assert_eq!(
+            store
+                .refresh_tokens()
+                .find(&SecretHash::of("rt-1"))
+                .await
+                .unwrap()
+                .revoked_at,
+            Some(at(10))
+        );
+    }
+
+    pub async fn concurrent_denials_of_one_jti_let_exactly_one_through(store: Arc<dyn Store>) {
+        let (_, rs1, _, _) = tpp_and_resource_servers(&store).await;
+        let attempts: Vec<_> = (0..10)
+            .map(|i| {
+                let store = store.clone();
+                let event = feed_event(&format!("set-{i}"), &[&rs1], at(10));
+                tokio::spawn(async move {
+                    store
+                        .revocations()
+                        .deny_access_token("jti-1", None, at(600), at(10), &event)
+                        .await
+                })
+            })
+            .collect();
+        let mut denied = 0;
+        for attempt in attempts {
+            match attempt.await.unwrap() {
+                Ok(true) => denied += 1,
+                Ok(false) => {}
+                Err(other) => panic!("a losing denial must be false: {other:?}"),
+            }
+        }
+        assert_eq!(denied, 1, "exactly one denial wins");
+        assert_eq!(store.revocations().list(0, 100).await.unwrap().len(), 1);
+        assert!(store.revocations().is_denied("jti-1").await.unwrap());
+    }
+
+    pub async fn a_changed_or_removed_client_moves_the_revocation_epoch(store: Arc<dyn Store>) {
+        let (tpp, _, _, _) = tpp_and_resource_servers(&store).await;
+        let revocations = store.revocations();
+        let before = revocations.epoch().await.unwrap();
+        let mut changed = store.clients().find_by_id(&tpp.client_id).await.unwrap();
+        changed.updated_at += time::Duration::seconds(1);
+        store.clients().update(&changed).await.unwrap();
+        let updated = revocations.epoch().await.unwrap();
+        assert!(updated > before, "an update moves it");
+        store.clients().remove(&tpp.client_id).await.unwrap();
+        let removed = revocations.epoch().await.unwrap();
+        assert!(removed > updated, "a removal moves it");
+        // A change that finds no client changes nothing.
+        assert!(matches!(
+            store.clients().remove(&tpp.client_id).await,
+            Err(StoreError::NotFound)
+        ));
+        assert_eq!(revocations.epoch().await.unwrap(), removed);
+    }
+
+    pub async fn the_revocation_epoch_strictly_increases(store: Arc<dyn Store>) {
+        let (tpp, rs1, _, _) = tpp_and_resource_servers(&store).await;
+        let revocations = store.revocations();
+        let mut last = revocations.epoch().await.unwrap();
+        // Reading does not move it.
+        assert_eq!(revocations.epoch().await.unwrap(), last);
+        for _ in 0..3 {
+            let bumped = revocations.bump().await.unwrap();
+            assert!(bumped > last, "{bumped} after {last}");
+            assert_eq!(revocations.epoch().await.unwrap(), bumped);
+            last = bumped;
+        }
+        // Concurrent bumps each get their own value.
+        let bumps: Vec<_> = (0..10)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.revocations().bump().await.unwrap() })
+            })
+            .collect();
+        let mut seen = Vec::new();
+        for bump in bumps {
+            seen.push(bump.await.unwrap());
+        }
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 10, "every bump gets a distinct epoch: {seen:?}");
+        assert!(seen[0] > last);
+        last = *seen.last().unwrap();
+        assert_eq!(revocations.epoch().await.unwrap(), last);
+
+        // Revocations move it too.
+        let consent = grant("grant-1", &tpp, Uuid::new_v4(), at(0));
+        store.grants().add(&consent).await.unwrap();
+        revocations
+            .revoke_grant(
+                "grant-1",
+                at(10),
+                &grant_event("set-1", "grant-1", &[&rs1], at(10)),
+            )
+            .await
+            .unwrap();
+        let revoked = revocations.epoch().await.unwrap();
+        assert!(revoked > last);
+        revocations
+            .deny_access_token(
+                "jti-1",
+                None,
+                at(600),
+                at(20),
+                &feed_event("set-2", &[], at(20)),
+            )
+            .await
+            .unwrap();
+        assert!(revocations.epoch().await.unwrap() > revoked);
+    }
+
+    pub async fn revocation_purge_removes_only_what_it_should(store: Arc<dyn Store>) {
+        let (_, rs1, rs2, _) = tpp_and_resource_servers(&store).await;
+        let revocations = store.revocations();
+        let now = at(1000);
+        let undelivered_before = at(50);
+        let acknowledged_before = at(200);
+        // Deny-list entries: expired, expiring right now, live.
+        for (jti, expires_at) in [("expired", at(999)), ("expiring", now), ("live", at(2000))] {
+            revocations
+                .deny_access_token(
+                    jti,
+                    None,
+                    expires_at,
+                    at(0),
+                    &feed_event(&format!("set-{jti}"), &[], at(300)),
+                )
+                .await
+                .unwrap();
+        }
+        // Events: never acknowledged and long undelivered; old and still undelivered by rs-1;
+        // old and acknowledged by all; old without recipients; recent and acknowledged.
+        let abandoned = feed_event("abandoned", &[&rs1, &rs2], at(10));
+        let pending = feed_event("pending", &[&rs1, &rs2], at(100));
+        let acknowledged = feed_event("acknowledged", &[&rs1], at(100));
+        let unaddressed = feed_event("unaddressed", &[], at(100));
+        let recent = feed_event("recent", &[&rs2], at(200));
+        for (i, event) in [&abandoned, &pending, &acknowledged, &unaddressed, &recent]
+            .into_iter()
+            .enumerate()
+        {
+            revocations
+                .deny_access_token(&format!("jti-{i}"), None, at(2000), event.created_at, event)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            revocations
+                .acknowledge(&rs1.client_id, &["acknowledged".into()])
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            revocations
+                .acknowledge(&rs2.client_id, &["pending".into(), "recent".into()])
+                .await
+                .unwrap(),
+            2
+        );
+        let feed = revocations.list(0, 100).await.unwrap();
+        let seq_of = |jti: &str| feed.iter().find(|event| event.jti == jti).unwrap().seq;
+
+        // One deny-list entry, two abandoned deliveries, and three events.
+        assert_eq!(
+            revocations
+                .purge(now, acknowledged_before, undelivered_before)
+                .await
+                .unwrap(),
+            6
+        );
+        assert!(!revocations.is_denied("expired").await.unwrap());
+        assert!(revocations.is_denied("expiring").await.unwrap());
+        assert!(revocations.is_denied("live").await.unwrap());
+        assert!(revocations.is_denied("jti-0").await.unwrap());
+        let kept = revocations.list(0, 100).await.unwrap();
+        assert_eq!(
+            jtis(&kept),
+            [
+                "set-expired",
+                "set-expiring",
+                "set-live",
+                "pending",
+                "recent"
+            ]
+        );
+        assert_eq!(kept[3], in_feed(&pending, seq_of("pending"), 1));
+        assert_eq!(kept[4], in_feed(&recent, seq_of("recent"), 0));
+        assert_eq!(
+            revocations.poll(&rs1.client_id, 10).await.unwrap().events,
+            kept[3..4]
+        );
+        assert!(
+            revocations
+                .poll(&rs2.client_id, 10)
+                .await
+                .unwrap()
+                .events
+                .is_empty()
+        );
+        // The latest event is still there, so the change check does not go back.
+        assert_eq!(
+            revocations.latest_seq().await.unwrap(),
+            feed.last().unwrap().seq
+        );
+
+        // Again: nothing more goes.
+        assert_eq!(
+            revocations
+                .purge(now, acknowledged_before, undelivered_before)
+                .await
+                .unwrap(),
+            0
+        );
+    }
+
+    pub async fn revocations_survive_reopening(backend: Backend) {
+        let db = TestDatabase::new(backend).await;
+        let rs1 = client("rs-1", ClientProfile::Fapi2);
+        let event = feed_event("set-1", &[&rs1], at_micros(10));
+        let epoch = {
+            let store = portcullis_store::connect_and_migrate(db.url(), &PoolOptions::default())
+                .await
+                .unwrap();
+            store.clients().add(&rs1).await.unwrap();
+            store
+                .revocations()
+                .deny_access_token("jti-1", None, at_micros(600), at_micros(10), &event)
+                .await
+                .unwrap();
+            store.revocations().epoch().await.unwrap()
+        };
+        let store = portcullis_store::connect_and_migrate(db.url(), &PoolOptions::default())
+            .await
+            .unwrap();
+        let revocations = store.revocations();
+        assert_eq!(revocations.epoch().await.unwrap(), epoch);
+        assert!(revocations.is_denied("jti-1").await.unwrap());
+        let feed = revocations.list(0, 10).await.unwrap();
+        assert_eq!(feed, [in_feed(&event, feed[0].seq, 1)]);
+        assert_eq!(
+            revocations.poll(&rs1.client_id, 10).await.unwrap().events,
+            feed
+        );
+        // Sequence numbers are not reused after reopening.
+        let next = feed_event("set-2", &[&rs1], at_micros(20));
+        revocations
+            .deny_access_token("jti-2", None, at_micros(600), at_micros(20), &next)
+            .await
+            .unwrap();
+        assert!(revocations.latest_seq().await.unwrap() > feed[0].seq);
+    }
 }
 
 macro_rules! conformance {
@@ -2707,6 +3605,10 @@ macro_rules! conformance {
             async fn data_survives_reopening() {
                 super::suite::data_survives_reopening(super::Backend::Postgres).await;
             }
+            #[tokio::test]
+            async fn revocations_survive_reopening() {
+                super::suite::revocations_survive_reopening(super::Backend::Postgres).await;
+            }
         }
         mod sqlite {
             #[tokio::test]
@@ -2724,6 +3626,10 @@ macro_rules! conformance {
             #[tokio::test]
             async fn data_survives_reopening() {
                 super::suite::data_survives_reopening(super::Backend::Sqlite).await;
+            }
+            #[tokio::test]
+            async fn revocations_survive_reopening() {
+                super::suite::revocations_survive_reopening(super::Backend::Sqlite).await;
             }
         }
     };
@@ -2750,6 +3656,7 @@ conformance!(
     grants_round_trip_with_all_fields,
     grant_ids_are_unique_and_name_a_known_client,
     a_grant_is_updated_only_until_it_is_revoked,
+    a_grant_records_its_last_use_at_most_once_a_minute,
     a_grant_is_revoked_once,
     grants_are_listed_per_subject_newest_first,
     grants_go_with_their_client,
@@ -2785,4 +3692,15 @@ conformance!(
     access_tokens_are_revoked_per_grant,
     access_tokens_go_with_their_grant_and_client,
     access_tokens_purge_removes_only_expired_ones,
+    revoking_a_grant_revokes_its_tokens_bumps_the_epoch_and_queues_one_event,
+    revoking_an_unknown_grant_is_not_found_and_changes_nothing,
+    a_revocation_whose_event_jti_is_taken_changes_nothing,
+    an_access_token_is_denied_once,
+    the_feed_is_polled_and_acknowledged_per_recipient,
+    revocations_of_a_deleted_recipient_go_with_it,
+    concurrent_revocations_of_one_grant_let_exactly_one_through,
+    concurrent_denials_of_one_jti_let_exactly_one_through,
+    the_revocation_epoch_strictly_increases,
+    a_changed_or_removed_client_moves_the_revocation_epoch,
+    revocation_purge_removes_only_what_it_should,
 );

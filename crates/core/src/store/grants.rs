@@ -31,6 +31,9 @@ pub struct Grant {
     pub expires_at: Option<OffsetDateTime>,
     /// When it was revoked, if it was.
     pub revoked_at: Option<OffsetDateTime>,
+    /// When tokens were last issued under it (code redemption or refresh), to within a minute:
+    /// see [`GrantStore::touch`]. `None` until the first use.
+    pub last_used_at: Option<OffsetDateTime>,
 }
 
 impl Grant {
@@ -76,7 +79,19 @@ pub trait GrantStore: Send + Sync {
     /// # Errors
     /// [`StoreError`] on database failure.
     async fn list_for_subject(&self, subject: Uuid) -> Result<Vec<Grant>, StoreError>;
+
+    /// Records that tokens were issued under a grant at `now`: sets `last_used_at` only when it
+    /// is unset or more than [`LAST_USED_RESOLUTION_SECS`] before `now`, in one conditional
+    /// write, so that frequent refreshes do not write every time. Returns whether it wrote; an
+    /// unknown grant is not an error (nothing is written).
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] on database failure.
+    async fn touch(&self, grant_id: &str, now: OffsetDateTime) -> Result<bool, StoreError>;
 }
+
+/// How precisely [`Grant::last_used_at`] is kept, in seconds.
+pub const LAST_USED_RESOLUTION_SECS: i64 = 60;
 
 /// An authorization code as stored: only the hash of the code itself.
 #[derive(Debug, Clone, PartialEq)]

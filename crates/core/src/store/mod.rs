@@ -20,6 +20,7 @@ mod pushed;
 mod refresh;
 mod replay;
 mod resources;
+mod revocations;
 mod sessions;
 mod tokens;
 mod users;
@@ -28,12 +29,15 @@ use std::fmt;
 
 pub use clients::ClientStore;
 pub use events::SecurityEventStore;
-pub use grants::{CodeStore, Grant, GrantStore, Redemption, StoredCode};
+pub use grants::{
+    CodeStore, Grant, GrantStore, LAST_USED_RESOLUTION_SECS, Redemption, StoredCode,
+};
 pub use keys::SigningKeyStore;
 pub use pushed::{PushedRequest, PushedRequestStore};
 pub use refresh::{RefreshTokenStore, StoredRefreshToken};
 pub use replay::{FirstUse, ReplayKey, ReplayKind, ReplayStore};
 pub use resources::ResourceServerStore;
+pub use revocations::{FeedEvent, NewFeedEvent, Poll, RevocationStore};
 pub use sessions::{Interaction, InteractionStore, Session, SessionStore};
 pub use tokens::{AccessTokenStore, StoredAccessToken};
 pub use users::UserStore;
@@ -125,4 +129,7 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Opaque access tokens.
     fn access_tokens(&self) -> &dyn AccessTokenStore;
+
+    /// Revocations, the access-token deny list and the revocation event feed.
+    fn revocations(&self) -> &dyn RevocationStore;
 }

@@ -19,6 +19,9 @@ pub enum ReplayKind {
     SoftwareStatement,
     /// A request object `jti`, unique per client.
     RequestObject,
+    /// A step of a customer's login outside an authorization (the account page): its failed
+    /// attempts and its completion, unique per login.
+    CustomerLogin,
 }
 
 impl ReplayKind {
@@ -30,6 +33,7 @@ impl ReplayKind {
             ReplayKind::DpopProof => "dpop",
             ReplayKind::SoftwareStatement => "software_statement",
             ReplayKind::RequestObject => "request_object",
+            ReplayKind::CustomerLogin => "customer_login",
         }
     }
 }

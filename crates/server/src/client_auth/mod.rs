@@ -265,6 +265,16 @@ pub struct ClientAuthenticator {
     issuer: String,
     endpoint_urls: Vec<(Endpoint, Vec<String>)>,
     config: ClientAuthConfig,
+    /// Registered clients as last read, trusted only while the revocation epoch (which every
+    /// client change moves) is unchanged; `None` reads the store every time.
+    clients: Option<ClientCache>,
+}
+
+/// See [`ClientAuthenticator::with_client_cache`].
+#[derive(Debug)]
+struct ClientCache {
+    epochs: Arc<crate::liveness::EpochReader>,
+    entries: crate::liveness::EpochCache<ClientId, Arc<(Client, ClientMetadata)>>,
 }
 
 impl ClientAuthenticator {
@@ -307,7 +317,58 @@ impl ClientAuthenticator {
             issuer: issuer.to_owned(),
             endpoint_urls,
             config: config.clone(),
+            clients: None,
         })
+    }
+
+    /// Keeps up to about `capacity` registered clients per replica, each read trusted while the
+    /// revocation epoch read by `epochs` is unchanged: every change to a client moves the epoch
+    /// in the same transaction, so a changed or removed client is never authenticated by its
+    /// old registration, on any replica.
+    #[must_use]
+    pub fn with_client_cache(
+        mut self,
+        epochs: Arc<crate::liveness::EpochReader>,
+        capacity: usize,
+    ) -> Self {
+        self.clients = Some(ClientCache {
+            epochs,
+            entries: crate::liveness::EpochCache::new(capacity),
+        });
+        self
+    }
+
+    /// The registered client and its parsed metadata, from the cache when it holds.
+    async fn registered(
+        &self,
+        client_id: &ClientId,
+    ) -> Result<Option<Arc<(Client, ClientMetadata)>>, ClientAuthError> {
+        let epoch = match &self.clients {
+            Some(cache) => {
+                let epoch = cache.epochs.read().await?;
+                if let Some(found) = cache.entries.get(epoch, client_id) {
+                    return Ok(Some(found));
+                }
+                Some(epoch)
+            }
+            None => None,
+        };
+        let client = match self.store.clients().find_by_id(client_id).await {
+            Ok(client) => client,
+            Err(StoreError::NotFound) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let metadata = ClientMetadata::from_stored(client.metadata.clone()).map_err(|e| {
+            tracing::error!(client_id = %client.client_id, error = %e.error_description, "stored client metadata does not parse");
+            ClientAuthError::Store(StoreError::Corrupt("clients.metadata".into()))
+        })?;
+        let found = Arc::new((client, metadata));
+        if let (Some(cache), Some(epoch)) = (&self.clients, epoch) {
+            cache
+                .entries
+                .insert(epoch, client_id.clone(), Arc::clone(&found));
+        }
+        Ok(Some(found))
     }
 
     /// The verifier of `tls_client_auth` certificates, when trust anchors are configured.
@@ -358,17 +419,10 @@ impl ClientAuthenticator {
             basic_attempted,
         };
         let (credentials, client_id) = sort_out(presented.form, basic).map_err(refuse)?;
-        let client = match self.store.clients().find_by_id(&client_id).await {
-            Ok(client) => client,
-            Err(StoreError::NotFound) => {
-                return Err(refuse(invalid_client("the client is not registered")));
-            }
-            Err(e) => return Err(e.into()),
+        let Some(registered) = self.registered(&client_id).await? else {
+            return Err(refuse(invalid_client("the client is not registered")));
         };
-        let metadata = ClientMetadata::from_stored(client.metadata.clone()).map_err(|e| {
-            tracing::error!(client_id = %client.client_id, error = %e.error_description, "stored client metadata does not parse");
-            ClientAuthError::Store(StoreError::Corrupt("clients.metadata".into()))
-        })?;
+        let (client, metadata) = (registered.0.clone(), registered.1.clone());
         let registered = metadata
             .token_endpoint_auth_method
             .unwrap_or(AuthMethod::ClientSecretBasic);

@@ -30,9 +30,7 @@ use portcullis_core::client::Client;
 use portcullis_core::client::metadata::ClientMetadata;
 use portcullis_core::client::secret::{ClientSecret, SecretHash};
 use portcullis_core::error::{ErrorCode, OAuthError};
-use portcullis_core::password::PasswordCheck;
 use portcullis_core::store::{Grant, Interaction, Session, StoreError, StoredCode};
-use portcullis_core::totp;
 use portcullis_jose::SigningAlg;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -43,6 +41,7 @@ use zeroize::Zeroizing;
 
 use crate::app::AppState;
 use crate::form::Form;
+use crate::routes::customer::{self, SecondFactor};
 use crate::routes::par::REQUEST_URI_PREFIX;
 
 /// The path.
@@ -55,8 +54,8 @@ pub const ACR_SCA: &str = "urn:portcullis:acr:sca";
 const INTERACTION_COOKIE: &str = "__Host-portcullis-interaction";
 pub(crate) const SESSION_COOKIE: &str = "__Host-portcullis-session";
 /// Failed password or code attempts an interaction allows before it ends.
-const MAX_FAILURES: u32 = 5;
-const LOGIN_FAILED: &str = "The username or password is not right.";
+pub(crate) const MAX_FAILURES: u32 = 5;
+pub(crate) const LOGIN_FAILED: &str = "The username or password is not right.";
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src https:; form-action 'self' https:; frame-ancestors 'none'; base-uri 'none'";
 
 /// Where an interaction is.
@@ -113,7 +112,7 @@ pub(crate) fn secure(mut response: Response) -> Response {
     response
 }
 
-fn html(status: StatusCode, body: Result<String, askama::Error>) -> Response {
+pub(crate) fn html(status: StatusCode, body: Result<String, askama::Error>) -> Response {
     match body {
         Ok(body) => secure(
             (
@@ -130,7 +129,7 @@ fn html(status: StatusCode, body: Result<String, askama::Error>) -> Response {
     }
 }
 
-fn service_name(state: &AppState) -> &str {
+pub(crate) fn service_name(state: &AppState) -> &str {
     &state.config.authorization.service_name
 }
 
@@ -163,7 +162,7 @@ pub(crate) fn error_page(
     )
 }
 
-fn internal(state: &AppState, context: &str, error: &dyn std::fmt::Display) -> Response {
+pub(crate) fn internal(state: &AppState, context: &str, error: &dyn std::fmt::Display) -> Response {
     tracing::error!(%error, "{context}");
     error_page(
         state,
@@ -173,7 +172,7 @@ fn internal(state: &AppState, context: &str, error: &dyn std::fmt::Display) -> R
     )
 }
 
-fn cookie(name: &str, value: &str, max_age: i64) -> Option<HeaderValue> {
+pub(crate) fn cookie(name: &str, value: &str, max_age: i64) -> Option<HeaderValue> {
     HeaderValue::from_str(&format!(
         "{name}={value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}"
     ))
@@ -191,7 +190,7 @@ pub(crate) fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a 
         .map(|(_, v)| v)
 }
 
-fn with_cookie(mut response: Response, value: Option<HeaderValue>) -> Response {
+pub(crate) fn with_cookie(mut response: Response, value: Option<HeaderValue>) -> Response {
     if let Some(value) = value {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
@@ -392,26 +391,14 @@ async fn usable_session(
     if request.prompt.contains(&Prompt::Login) {
         return None;
     }
-    let id = read_cookie(headers, SESSION_COOKIE)?;
-    let session = state
-        .store
-        .sessions()
-        .find(&SecretHash::of(id), now)
-        .await
-        .ok()?;
-    let idle = Duration::seconds(i64::from(state.config.authorization.session_idle_secs));
-    if now - session.last_seen_at > idle {
-        return None;
-    }
+    let session = customer::find_session(state, headers, now).await?;
     if let Some(max_age) = request.max_age
         && now - session.auth_time > Duration::seconds(i64::from(max_age))
     {
         return None;
     }
     // In use: the idle timeout starts again.
-    if let Err(e) = state.store.sessions().touch(&session.handle, now).await {
-        tracing::warn!(error = %e, "could not touch a session");
-    }
+    customer::touch_session(state, &session, now).await;
     Some(session)
 }
 
@@ -653,49 +640,17 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Byte
     };
     let username = form.get("username").unwrap_or_default();
     let password = Zeroizing::new(form.get("password").unwrap_or_default().to_owned());
-    let user = crate::users::find_user(state.store.as_ref(), username)
-        .await
-        .ok()
-        .filter(|u| u.disabled_at.is_none());
-    // A check against a dummy hash when there is no such user: the same time either way.
-    let check = state
-        .passwords
-        .verify(
-            password.clone(),
-            user.as_ref().map(|u| u.password_hash.clone()),
-        )
-        .await;
     let now = state.clock.now();
-    let user = match (check, user) {
-        (Ok(PasswordCheck::Match { rehash }), Some(user)) => {
-            if rehash && let Ok(hash) = state.passwords.hash(password).await {
-                // Parameters changed since this hash was made: store a fresh one.
-                if let Err(e) = state.store.users().set_password_hash(user.id, &hash).await {
-                    tracing::warn!(error = %e, "could not store a rehashed password");
-                }
-            }
-            user
-        }
-        (Err(e), _) => return internal(&state, "authorize: password check", &e),
-        _ => {
+    let user = match customer::check_password(&state, username, password, now).await {
+        Ok(Some(user)) => user,
+        Ok(None) => {
             return failed(&state, &c, now, |state, c| {
                 login_page(state, &c.context, &c.id, username, Some(LOGIN_FAILED))
             })
             .await;
         }
+        Err(response) => return response,
     };
-    let record = |action: &str| {
-        SecurityEvent::new(
-            now,
-            format!("user:{}", user.id),
-            action,
-            Some(user.id.to_string()),
-            Map::new(),
-        )
-    };
-    if let Err(e) = state.store.events().append(&record("login.password")).await {
-        return internal(&state, "authorize: events", &e);
-    }
     let mut next = Progress {
         stage: Stage::Consent,
         user_id: Some(user.id),
@@ -764,16 +719,7 @@ async fn failed(
 ) -> Response {
     let mut next = c.progress.clone();
     next.failures += 1;
-    let event = SecurityEvent::new(
-        now,
-        "anonymous",
-        "login.failure",
-        next.user_id.map(|u| u.to_string()),
-        Map::new(),
-    );
-    if let Err(e) = state.store.events().append(&event).await {
-        tracing::warn!(error = %e, "could not record a failed login");
-    }
+    customer::record_failure(state, next.user_id, now).await;
     if next.failures >= MAX_FAILURES {
         return finish_with_error(
             state,
@@ -812,34 +758,21 @@ pub async fn second_factor(
     let Some(user_id) = c.progress.user_id else {
         return stale(&state);
     };
-    let user = match state.store.users().find_by_id(user_id).await {
-        Ok(u) if u.disabled_at.is_none() => u,
-        Ok(_) | Err(StoreError::NotFound) => return stale(&state),
-        Err(e) => return internal(&state, "authorize: users", &e),
-    };
     let code = form.get("code").unwrap_or_default();
-    let step = user
-        .totp_secret_encrypted
-        .as_deref()
-        .and_then(|sealed| totp::open(sealed, user.id, &state.kek).ok())
-        .and_then(|secret| secret.verify(code, now, user.totp_last_step));
-    // Single use, across replicas: the store records the step only if it is newer.
-    let accepted = match step {
-        Some(step) => match state.store.users().use_totp_step(user.id, step).await {
-            Ok(accepted) => accepted,
-            Err(e) => return internal(&state, "authorize: totp", &e),
-        },
-        None => false,
-    };
-    if !accepted {
-        return failed(&state, &c, now, |state, c| {
-            totp_page(
-                state,
-                &c.id,
-                Some("That code is not right. Try the current code."),
-            )
-        })
-        .await;
+    match customer::check_second_factor(&state, user_id, code, now).await {
+        Ok(SecondFactor::Accepted) => {}
+        Ok(SecondFactor::UserGone) => return stale(&state),
+        Ok(SecondFactor::Refused) => {
+            return failed(&state, &c, now, |state, c| {
+                totp_page(
+                    state,
+                    &c.id,
+                    Some("That code is not right. Try the current code."),
+                )
+            })
+            .await;
+        }
+        Err(response) => return response,
     }
     let next = Progress {
         stage: Stage::Consent,
@@ -869,30 +802,14 @@ async fn start_session(
     let (Some(user_id), Some(auth_time)) = (progress.user_id, progress.auth_time) else {
         return page;
     };
-    if let Some(old) = read_cookie(headers, SESSION_COOKIE)
-        && let Err(e) = state.store.sessions().remove(&SecretHash::of(old)).await
-    {
-        tracing::warn!(error = %e, "could not end the previous session");
-    }
-    let Ok(id) = state.rng.token(32) else {
-        return internal(state, "authorize: random", &"the random source failed");
-    };
-    let now = state.clock.now();
-    let absolute = i64::from(state.config.authorization.session_absolute_secs);
-    let session = Session {
-        handle: SecretHash::of(&id),
+    let login = customer::Authenticated {
         user_id,
-        auth_time: OffsetDateTime::from_unix_timestamp(auth_time).unwrap_or(now),
+        auth_time: OffsetDateTime::from_unix_timestamp(auth_time)
+            .unwrap_or_else(|_| state.clock.now()),
         acr: progress.acr.clone(),
         amr: progress.amr.clone(),
-        created_at: now,
-        last_seen_at: now,
-        expires_at: now + Duration::seconds(absolute),
     };
-    if let Err(e) = state.store.sessions().add(&session).await {
-        return internal(state, "authorize: sessions", &e);
-    }
-    with_cookie(page, cookie(SESSION_COOKIE, &id, absolute))
+    customer::start_session(state, headers, &login, page).await
 }
 
 /// `POST /authorize/consent`.
@@ -1115,6 +1032,7 @@ async fn record_grant(
                 updated_at: now,
                 expires_at: None,
                 revoked_at: None,
+                last_used_at: None,
             };
             match state.store.grants().add(&grant).await {
                 Ok(()) => Ok(grant),

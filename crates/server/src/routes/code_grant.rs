@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use portcullis_core::access_token::{AccessToken, Confirmation};
+use portcullis_core::access_token::{AccessToken, Authentication, Confirmation};
 use portcullis_core::audit::SecurityEvent;
 use portcullis_core::authz::code::{self, CodeContent};
 use portcullis_core::authz::id_token::IdToken;
@@ -137,6 +137,10 @@ pub(crate) async fn redeem(
         issued_at: now,
         lifetime: Duration::seconds(i64::from(lifetime_secs)),
         grant_id: Some(grant.grant_id.clone()),
+        authentication: Some(Authentication {
+            auth_time: content.auth_time,
+            acr: content.acr.clone(),
+        }),
     };
     let format = token_format(state, client, &token.audience).await?;
     let mut body = Map::new();
@@ -152,35 +156,17 @@ pub(crate) async fn redeem(
     {
         body.insert("refresh_token".into(), refresh_token.into());
     }
+    super::account::note_use(state, &grant.grant_id, now);
     // FAPI Grant Management §5: the client learns the grant it can query and revoke.
     body.insert("grant_id".into(), grant.grant_id.into());
     Ok(token_response(state, body))
 }
 
-/// Revokes the grant of a replayed code, and records the replay.
+/// Revokes the grant of a replayed code, with every token issued under it (checklist #1), and
+/// tells the resource servers.
 async fn revoke_reused(state: &AppState, grant_id: &str, client_id: &str) {
-    let now = state.clock.now();
-    if let Err(e) = state.store.grants().revoke(grant_id, now).await {
-        tracing::error!(error = %e, "could not revoke the grant of a replayed code");
-    }
-    if let Err(e) = state
-        .store
-        .refresh_tokens()
-        .revoke_for_grant(grant_id, now)
-        .await
-    {
-        tracing::error!(error = %e, "could not revoke the refresh tokens of a replayed code");
-    }
-    if let Err(e) = state
-        .store
-        .access_tokens()
-        .revoke_for_grant(grant_id, now)
-        .await
-    {
-        tracing::error!(error = %e, "could not revoke the access tokens of a replayed code");
-    }
     let event = SecurityEvent::new(
-        now,
+        state.clock.now(),
         format!("client:{client_id}"),
         "code.reused",
         Some(grant_id.to_owned()),
@@ -188,6 +174,18 @@ async fn revoke_reused(state: &AppState, grant_id: &str, client_id: &str) {
     );
     if let Err(e) = state.store.events().append(&event).await {
         tracing::error!(error = %e, "could not record a replayed code");
+    }
+    let grant = match state.store.grants().find(grant_id).await {
+        Ok(grant) => grant,
+        Err(e) => {
+            tracing::error!(error = %e, "could not find the grant of a replayed code");
+            return;
+        }
+    };
+    if let Err(e) =
+        crate::revocation::revoke_grant(state, &grant, &crate::revocation::Reason::CodeReuse).await
+    {
+        tracing::error!(error = %e, "could not revoke the grant of a replayed code");
     }
 }
 

@@ -13,7 +13,9 @@ use portcullis_jose::SigningAlg;
 
 use crate::app::{AppState, Urls};
 use crate::registration::Registrar;
-use crate::routes::{authorize, introspect, logout, par, register, token, userinfo};
+use crate::routes::{
+    authorize, grants, introspect, logout, par, register, revoke, token, userinfo,
+};
 
 /// The metadata document.
 #[derive(Debug, Serialize)]
@@ -32,10 +34,21 @@ pub struct Metadata {
     pub end_session_endpoint: String,
     /// RFC 7662 (RFC 8414 §2).
     pub introspection_endpoint: String,
+    /// RFC 9701 §7: the algorithms of signed introspection answers.
+    pub introspection_signing_alg_values_supported: Vec<&'static str>,
+    /// RFC 7009 (RFC 8414 §2).
+    pub revocation_endpoint: String,
     /// RFC 9126 §5.
     pub pushed_authorization_request_endpoint: String,
     /// RFC 9126 §5: every authorization request is pushed (FAPI2 SP 5.3.2.2-2).
     pub require_pushed_authorization_requests: bool,
+    /// FAPI Grant Management §7.1: the API's base URL (`/grants/{grant_id}`).
+    pub grant_management_endpoint: String,
+    /// FAPI Grant Management §7.1: `query` and `revoke` at the API, `create`, `merge` and
+    /// `replace` in authorization requests.
+    pub grant_management_actions_supported: Vec<&'static str>,
+    /// FAPI Grant Management §7.1: a request without `grant_management_action` makes a new grant.
+    pub grant_management_action_required: bool,
     /// RFC 7636: S256 only (FAPI2 SP 5.3.2.2-5).
     pub code_challenge_methods_supported: Vec<&'static str>,
     /// RFC 9101 §10.5: request objects are verified at PAR (FAPI2 MS 5.3.1).
@@ -98,8 +111,16 @@ impl Metadata {
             urls.mtls_endpoint(introspect::PATH).into(),
         );
         aliases.insert(
+            "revocation_endpoint".into(),
+            urls.mtls_endpoint(revoke::PATH).into(),
+        );
+        aliases.insert(
             "userinfo_endpoint".into(),
             urls.mtls_endpoint(userinfo::PATH).into(),
+        );
+        aliases.insert(
+            "grant_management_endpoint".into(),
+            urls.mtls_endpoint(grants::PATH).into(),
         );
         Self {
             issuer: urls.issuer.clone(),
@@ -109,8 +130,13 @@ impl Metadata {
             userinfo_endpoint: urls.endpoint(userinfo::PATH),
             end_session_endpoint: urls.endpoint(logout::PATH),
             introspection_endpoint: urls.endpoint(introspect::PATH),
+            introspection_signing_alg_values_supported: algs.clone(),
+            revocation_endpoint: urls.endpoint(revoke::PATH),
             pushed_authorization_request_endpoint: urls.endpoint(par::PATH),
             require_pushed_authorization_requests: true,
+            grant_management_endpoint: urls.endpoint(grants::PATH),
+            grant_management_actions_supported: grants::ACTIONS_SUPPORTED.to_vec(),
+            grant_management_action_required: false,
             code_challenge_methods_supported: vec!["S256"],
             request_object_signing_alg_values_supported: algs.clone(),
             authorization_details_types_supported: vec![
@@ -130,7 +156,15 @@ impl Metadata {
             subject_types_supported: vec!["public"],
             acr_values_supported: vec![authorize::ACR_PASSWORD, authorize::ACR_SCA],
             claims_parameter_supported: true,
-            scopes_supported: vec!["openid", "profile", "email", "address", "phone"],
+            scopes_supported: vec![
+                "openid",
+                "profile",
+                "email",
+                "address",
+                "phone",
+                grants::QUERY_SCOPE,
+                grants::REVOKE_SCOPE,
+            ],
             token_endpoint_auth_methods_supported: vec![
                 "private_key_jwt",
                 "tls_client_auth",
@@ -194,8 +228,13 @@ mod tests {
                 "userinfo_endpoint": "https://as.example/userinfo",
                 "end_session_endpoint": "https://as.example/logout",
                 "introspection_endpoint": "https://as.example/introspect",
+                "introspection_signing_alg_values_supported": ["PS256", "ES256", "EdDSA"],
+                "revocation_endpoint": "https://as.example/revoke",
                 "pushed_authorization_request_endpoint": "https://as.example/par",
                 "require_pushed_authorization_requests": true,
+                "grant_management_endpoint": "https://as.example/grants",
+                "grant_management_actions_supported": ["query", "revoke", "create", "merge", "replace"],
+                "grant_management_action_required": false,
                 "code_challenge_methods_supported": ["S256"],
                 "request_object_signing_alg_values_supported": ["PS256", "ES256", "EdDSA"],
                 "authorization_details_types_supported": ["account_information", "payment_initiation"],
@@ -208,7 +247,7 @@ mod tests {
                 "subject_types_supported": ["public"],
                 "acr_values_supported": ["urn:portcullis:acr:pwd", "urn:portcullis:acr:sca"],
                 "claims_parameter_supported": true,
-                "scopes_supported": ["openid", "profile", "email", "address", "phone"],
+                "scopes_supported": ["openid", "profile", "email", "address", "phone", "grant_management_query", "grant_management_revoke"],
                 "token_endpoint_auth_methods_supported": ["private_key_jwt", "tls_client_auth", "self_signed_tls_client_auth"],
                 "token_endpoint_auth_signing_alg_values_supported": ["PS256", "ES256", "EdDSA"],
                 "dpop_signing_alg_values_supported": ["PS256", "ES256", "EdDSA"],
@@ -217,7 +256,9 @@ mod tests {
                     "token_endpoint": "https://mtls.as.example/token",
                     "pushed_authorization_request_endpoint": "https://mtls.as.example/par",
                     "introspection_endpoint": "https://mtls.as.example/introspect",
-                    "userinfo_endpoint": "https://mtls.as.example/userinfo"
+                    "revocation_endpoint": "https://mtls.as.example/revoke",
+                    "userinfo_endpoint": "https://mtls.as.example/userinfo",
+                    "grant_management_endpoint": "https://mtls.as.example/grants"
                 }
             })
         );

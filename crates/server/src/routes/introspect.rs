@@ -4,8 +4,13 @@
 //! about refresh tokens issued to itself. Anything unknown, expired, revoked, of a withdrawn
 //! grant or not the caller's is `{"active": false}` and nothing else (RFC 7662 §2.2).
 //!
-//! This first step answers in JSON; RFC 9701 signed answers, the `jti` deny list of `/revoke`
-//! and a cache come with the rest of issue 5.
+//! Access tokens are judged by [`crate::liveness`]: cached per replica, but never trusted past a
+//! revocation anywhere. Refresh tokens are looked up in the store each time.
+//!
+//! With `Accept: application/token-introspection+jwt` the answer is an RFC 9701 JWT (`typ`
+//! `token-introspection+jwt`, `iss`, `aud` the caller, `iat`, and the answer under
+//! `token_introspection`), signed with the caller's `introspection_signed_response_alg` or else
+//! the access-token algorithm.
 
 use std::sync::Arc;
 
@@ -56,10 +61,6 @@ fn answer(body: Value) -> Response {
     response
 }
 
-fn inactive() -> Response {
-    answer(json!({ "active": false }))
-}
-
 fn server_error(context: &str, error: &dyn std::fmt::Display) -> ErrorResponse {
     tracing::error!(%error, "{context}");
     ErrorResponse::new(OAuthError::server_error())
@@ -92,51 +93,130 @@ async fn introspect(
         .await
         .map_err(|e| client_auth_failed(e, "introspect"))?;
     let token = form.require("token")?;
+    let signed = wants_jwt(headers);
+    let reply = |body: Value| respond(state, &caller, body, signed);
 
     let now = state.clock.now();
-    // token_type_hint is a hint only (RFC 7662 §2.1): every kind is tried. A client may always
-    // ask about its own refresh tokens.
-    if let Some(claims) = refresh_token_claims(state, &caller, token, now).await? {
-        return Ok(active(&claims, "refresh_token"));
+    // token_type_hint is a hint only (RFC 7662 §2.1): every kind is tried, the hinted one first.
+    // Our refresh tokens are never JWTs, so a JWT is looked up as an access token only.
+    let refresh_first = form.get("token_type_hint") == Some("refresh_token");
+    let may_be_refresh = token.split('.').count() != 3;
+    if refresh_first && let Some(claims) = refresh_token_claims(state, &caller, token, now).await? {
+        return reply(active(&claims, "refresh_token")).await;
     }
+    if let Some((claims, token_type)) = access_token_for(state, &caller, token, now).await? {
+        return reply(active(&claims, token_type)).await;
+    }
+    if !refresh_first
+        && may_be_refresh
+        && let Some(claims) = refresh_token_claims(state, &caller, token, now).await?
+    {
+        return reply(active(&claims, "refresh_token")).await;
+    }
+    reply(json!({ "active": false })).await
+}
 
+/// A live access token whose audience is one of the caller's resources, and its `token_type`.
+async fn access_token_for(
+    state: &AppState,
+    caller: &AuthenticatedClient,
+    token: &str,
+    now: OffsetDateTime,
+) -> Result<Option<(Arc<Map<String, Value>>, &'static str)>, ErrorResponse> {
     // Access tokens: the resources the caller stands for.
     let snapshot = state
         .resources
         .snapshot()
         .await
         .map_err(|e| server_error("introspect: resource servers", &e))?;
-    let own: Vec<String> = snapshot
-        .all()
-        .filter(|rs| rs.client_id.as_ref() == Some(&caller.client.client_id))
-        .map(|rs| rs.resource.clone())
-        .collect();
+    let mine = |resource: &str| {
+        snapshot
+            .find(resource)
+            .is_some_and(|rs| rs.client_id.as_ref() == Some(&caller.client.client_id))
+    };
     // A client no resource server acts as learns nothing about access tokens: not its own.
-    if own.is_empty() {
-        return Ok(inactive());
-    }
-    let Some(claims) = access_token_claims(state, token, now).await? else {
-        return Ok(inactive());
-    };
-    let audience: Vec<&str> = match claims.get("aud") {
-        Some(Value::String(a)) => vec![a.as_str()],
-        Some(Value::Array(values)) => values.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    };
-    if !audience.iter().any(|a| own.iter().any(|o| o == a))
-        || !grant_stands(state, &claims, now).await?
+    if !snapshot
+        .all()
+        .any(|rs| rs.client_id.as_ref() == Some(&caller.client.client_id))
     {
-        return Ok(inactive());
+        return Ok(None);
+    }
+    let claims = match crate::liveness::live_claims(state, token, now).await {
+        Ok(Some(claims)) => claims,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(server_error("introspect: access tokens", &e)),
+    };
+    let for_caller = match claims.get("aud") {
+        Some(Value::String(a)) => mine(a),
+        Some(Value::Array(values)) => values.iter().filter_map(Value::as_str).any(mine),
+        _ => false,
+    };
+    if !for_caller {
+        return Ok(None);
     }
     let token_type = if claims.get("cnf").and_then(|c| c.get("jkt")).is_some() {
         "DPoP"
     } else {
         "Bearer"
     };
-    Ok(active(&claims, token_type))
+    Ok(Some((claims, token_type)))
 }
 
-fn active(claims: &Map<String, Value>, token_type: &str) -> Response {
+/// Whether the caller asked for an RFC 9701 signed answer.
+fn wants_jwt(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            item.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case(JWT_MEDIA_TYPE))
+        })
+}
+
+/// The media type of an RFC 9701 answer.
+pub const JWT_MEDIA_TYPE: &str = "application/token-introspection+jwt";
+
+/// The answer, as JSON or as an RFC 9701 JWT.
+async fn respond(
+    state: &AppState,
+    caller: &AuthenticatedClient,
+    body: Value,
+    signed: bool,
+) -> Result<Response, ErrorResponse> {
+    if !signed {
+        return Ok(answer(body));
+    }
+    let alg = caller
+        .metadata
+        .introspection_signed_response_alg
+        .unwrap_or_else(|| state.config.access_token_alg());
+    let key = state
+        .keys
+        .signer(alg)
+        .await
+        .map_err(|e| server_error("introspect: signing key", &e))?;
+    let mut claims = Map::new();
+    claims.insert("iss".into(), state.urls.issuer.clone().into());
+    claims.insert("aud".into(), caller.client.client_id.as_str().into());
+    claims.insert("iat".into(), state.clock.now().unix_timestamp().into());
+    claims.insert("token_introspection".into(), body);
+    let jwt = key
+        .sign_jwt("token-introspection+jwt", &claims)
+        .map_err(|e| server_error("introspect: signing", &e))?;
+    let mut response = jwt.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(JWT_MEDIA_TYPE),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+fn active(claims: &Map<String, Value>, token_type: &str) -> Value {
     let mut body = Map::new();
     body.insert("active".into(), true.into());
     for name in MEMBERS {
@@ -145,26 +225,7 @@ fn active(claims: &Map<String, Value>, token_type: &str) -> Response {
         }
     }
     body.insert("token_type".into(), token_type.into());
-    answer(Value::Object(body))
-}
-
-/// The claims of a live access token of ours (issued here, unexpired).
-async fn access_token_claims(
-    state: &AppState,
-    token: &str,
-    now: OffsetDateTime,
-) -> Result<Option<Map<String, Value>>, ErrorResponse> {
-    let claims = match crate::protected::access_token_claims(state, token).await {
-        Ok(Ok(claims)) => claims,
-        Ok(Err(_)) => return Ok(None),
-        Err(e) => return Err(server_error("introspect: access tokens", &e)),
-    };
-    let live = claims.get("iss").and_then(Value::as_str) == Some(state.urls.issuer.as_str())
-        && claims
-            .get("exp")
-            .and_then(Value::as_i64)
-            .is_some_and(|exp| exp > now.unix_timestamp());
-    Ok(live.then_some(claims))
+    Value::Object(body)
 }
 
 /// Whether the grant a token names (if any) still stands.

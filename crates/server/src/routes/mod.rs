@@ -1,9 +1,13 @@
 //! The HTTP endpoints, one module per endpoint family (DESIGN.md, The public surface).
 
+pub mod account;
 pub mod admin;
 pub mod authorize;
 mod code_grant;
+mod customer;
 pub mod discovery;
+pub mod events;
+pub mod grants;
 pub mod health;
 pub mod introspect;
 pub mod jwks;
@@ -11,6 +15,7 @@ pub mod logout;
 pub mod oauth_error;
 pub mod par;
 mod refresh_grant;
+pub mod revoke;
 pub mod register;
 #[cfg(test)]
 mod register_tests;
@@ -50,13 +55,23 @@ pub fn router() -> Router<AppState> {
         .route(token::PATH, post(token::post))
         .route(par::PATH, post(par::post))
         .route(introspect::PATH, post(introspect::post))
+        .route(events::PATH, post(events::post))
+        .route(revoke::PATH, post(revoke::post))
         .route(authorize::PATH, get(authorize::get))
         .route(userinfo::PATH, get(userinfo::handle).post(userinfo::handle))
+        .route(
+            "/grants/{grant_id}",
+            get(grants::get).delete(grants::delete),
+        )
         .route(logout::PATH, get(logout::handle).post(logout::handle))
         .route("/authorize/login", post(authorize::login))
         .route("/authorize/totp", post(authorize::second_factor))
         .route("/authorize/consent", post(authorize::consent))
         .route("/assets/portcullis.css", get(authorize::stylesheet))
+        .route(account::PATH, get(account::get))
+        .route("/account/login", post(account::login))
+        .route("/account/totp", post(account::second_factor))
+        .route("/account/grants/{grant_id}/withdraw", post(account::withdraw))
         .route(register::PATH, post(register::post))
         .route(
             "/register/{client_id}",

@@ -5,7 +5,7 @@
 //! FAPI clients' refresh tokens are not rotated; `oauth` clients' are, and the replaced token
 //! keeps working for `tokens.refresh_rotation_grace_secs` so that a lost answer can be retried.
 
-use portcullis_core::access_token::AccessToken;
+use portcullis_core::access_token::{AccessToken, Authentication};
 use portcullis_core::authz::code::CodeContent;
 use portcullis_core::client::ClientProfile;
 use portcullis_core::client::metadata::GrantType;
@@ -173,6 +173,10 @@ pub(crate) async fn refresh(
         issued_at: now,
         lifetime: Duration::seconds(i64::from(lifetime_secs)),
         grant_id: Some(grant.grant_id.clone()),
+        authentication: Some(Authentication {
+            auth_time: content.auth_time,
+            acr: content.acr.clone(),
+        }),
     };
     let format = token_format(state, client, &token.audience).await?;
     let mut body = Map::new();
@@ -204,6 +208,7 @@ pub(crate) async fn refresh(
         }
     }
     tracing::info!(client_id = %client.client.client_id, grant_type = "refresh_token", token_type = confirmation.token_type(), "access token issued");
+    super::account::note_use(state, &grant.grant_id, now);
     body.insert("grant_id".into(), grant.grant_id.into());
     Ok(token_response(state, body))
 }

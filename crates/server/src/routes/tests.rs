@@ -59,6 +59,7 @@ pub(crate) async fn harness_with(edit: impl FnOnce(&mut Config)) -> Harness {
     let jwks_fetcher = Arc::new(
         crate::jwks_fetch::JwksFetcher::new(&config.client_jwks, dyn_clock.clone()).unwrap(),
     );
+    let epochs = crate::liveness::EpochReader::new(store.clone());
     let client_auth = Arc::new(
         crate::client_auth::ClientAuthenticator::new(
             &config.client_auth,
@@ -68,7 +69,8 @@ pub(crate) async fn harness_with(edit: impl FnOnce(&mut Config)) -> Harness {
             "https://as.example",
             "https://mtls.as.example",
         )
-        .unwrap(),
+        .unwrap()
+        .with_client_cache(epochs.clone(), 1000),
     );
     let registration = Arc::new(
         crate::registration::Registrar::new(
@@ -86,6 +88,8 @@ pub(crate) async fn harness_with(edit: impl FnOnce(&mut Config)) -> Harness {
         config.tokens.resource_cache_secs,
     ));
     let dpop_nonces = crate::app::dpop_nonces(&config, &kek);
+    let liveness = Arc::new(crate::liveness::Liveness::new(epochs, 1000));
+    let feed = crate::feed::FeedWatcher::new(store.clone());
     let state = AppState {
         config: Arc::new(config.clone()),
         urls: Arc::new(Urls {
@@ -103,6 +107,8 @@ pub(crate) async fn harness_with(edit: impl FnOnce(&mut Config)) -> Harness {
         accounts: Arc::new(portcullis_core::accounts::DemoDirectory),
         resources,
         registration,
+        liveness,
+        feed,
         passwords: Arc::new(crate::passwords::PasswordService::new(
             1,
             portcullis_core::password::PasswordParams::default(),

@@ -38,6 +38,22 @@ pub fn admin_audience(issuer: &str) -> String {
     format!("{issuer}/admin/v1")
 }
 
+/// The scopes of this server's own APIs for clients, by client credentials, each with the
+/// audience of the API it opens: FAPI Grant Management (`/grants`) and the revocation event
+/// feed (`/events`, RFC 8936). Like the admin scopes, they make a token for that API alone; unlike
+/// them, a client asks for them by registering them in its `scope` metadata.
+pub const SERVICE_SCOPES: [(&str, &str); 3] = [
+    ("grant_management_query", "/grants"),
+    ("grant_management_revoke", "/grants"),
+    ("revocation_events", "/events"),
+];
+
+/// The audience of access tokens for one of this server's APIs (`/grants`, `/events`).
+#[must_use]
+pub fn service_audience(issuer: &str, path: &str) -> String {
+    format!("{issuer}{path}")
+}
+
 /// `POST /token`.
 pub async fn post(
     State(state): State<AppState>,
@@ -208,6 +224,37 @@ async fn target(
         )
         .into());
     }
+    let service: Vec<&str> = requested
+        .iter()
+        .filter_map(|s| {
+            SERVICE_SCOPES
+                .iter()
+                .find(|(scope, _)| scope == s)
+                .map(|(_, path)| *path)
+        })
+        .collect();
+    if let Some(path) = service.first() {
+        if service.len() != requested.len() || service.iter().any(|p| p != path) {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
+                "the scopes of one of this server's APIs (grant management, revocation events) make a token for that API alone",
+            )
+            .into());
+        }
+        let audience = service_audience(&state.urls.issuer, path);
+        if resources.iter().any(|r| *r != audience) {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidTarget,
+                "a token for one of this server's APIs is for that API alone (RFC 8707 §2)",
+            )
+            .into());
+        }
+        return Ok(Target {
+            scopes: requested,
+            audience: vec![audience],
+            format: TokenFormat::Jwt,
+        });
+    }
     let mut servers = Vec::new();
     if resources.is_empty() {
         // No resource named: the token is for every resource server that serves a requested scope.
@@ -277,10 +324,16 @@ async fn client_credentials(
     let details = match form.get("authorization_details") {
         None => None,
         Some(text) => {
-            if target.audience == [admin_audience(&state.urls.issuer)] {
+            if target.audience == [admin_audience(&state.urls.issuer)]
+                || target.audience.iter().any(|a| {
+                    SERVICE_SCOPES
+                        .iter()
+                        .any(|(_, path)| *a == service_audience(&state.urls.issuer, path))
+                })
+            {
                 return Err(OAuthError::new(
                     ErrorCode::InvalidRequest,
-                    "admin tokens carry no authorization_details",
+                    "tokens for the admin API, grant management or the event feed carry no authorization_details",
                 )
                 .into());
             }
@@ -319,6 +372,7 @@ async fn client_credentials(
         issued_at: now,
         lifetime: Duration::seconds(i64::from(lifetime_secs)),
         grant_id: None,
+        authentication: None,
     };
     let mut body = serde_json::Map::new();
     mint_into(state, &token, target.format, &mut body).await?;

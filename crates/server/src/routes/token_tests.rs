@@ -11,12 +11,16 @@
 //! `certificates` (RFC 8705 client authentication) and `grant` (what the grant checks once the
 //! client is known, and the proof of possession).
 
+mod account;
 mod authentication;
 mod certificates;
 mod code;
+mod events;
 mod flow;
 mod grant;
+mod grants;
 mod par;
+mod revoke;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

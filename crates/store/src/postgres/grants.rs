@@ -4,10 +4,12 @@
 //! version, find it used and update nothing. Revoking a grant works the same way.
 
 use portcullis_core::client::secret::SecretHash;
-use portcullis_core::store::{CodeStore, Grant, GrantStore, Redemption, StoreError, StoredCode};
+use portcullis_core::store::{
+    CodeStore, Grant, GrantStore, LAST_USED_RESOLUTION_SECS, Redemption, StoreError, StoredCode,
+};
 use sqlx::PgPool;
 use sqlx::types::Json;
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::convert;
@@ -29,6 +31,7 @@ struct GrantRow {
     updated_at: OffsetDateTime,
     expires_at: Option<OffsetDateTime>,
     revoked_at: Option<OffsetDateTime>,
+    last_used_at: Option<OffsetDateTime>,
 }
 
 impl TryFrom<GrantRow> for Grant {
@@ -43,20 +46,21 @@ impl TryFrom<GrantRow> for Grant {
             updated_at: row.updated_at,
             expires_at: row.expires_at,
             revoked_at: row.revoked_at,
+            last_used_at: row.last_used_at,
         })
     }
 }
 
-const GRANT_COLUMNS: &str =
-    "grant_id, client_id, subject, content, created_at, updated_at, expires_at, revoked_at";
+const GRANT_COLUMNS: &str = "grant_id, client_id, subject, content, created_at, updated_at, \
+                             expires_at, revoked_at, last_used_at";
 
 #[async_trait::async_trait]
 impl GrantStore for PgGrants {
     async fn add(&self, grant: &Grant) -> Result<(), StoreError> {
         sqlx::query(
             r#"INSERT INTO grants (grant_id, client_id, subject, content, created_at, updated_at,
-                                   expires_at, revoked_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"#,
+                                   expires_at, revoked_at, last_used_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"#,
         )
         .bind(grant.grant_id.as_str())
         .bind(grant.client_id.as_str())
@@ -66,6 +70,7 @@ impl GrantStore for PgGrants {
         .bind(grant.updated_at)
         .bind(grant.expires_at)
         .bind(grant.revoked_at)
+        .bind(grant.last_used_at)
         .execute(&self.0)
         .await
         .map(drop)
@@ -136,6 +141,20 @@ impl GrantStore for PgGrants {
         .into_iter()
         .map(Grant::try_from)
         .collect()
+    }
+
+    async fn touch(&self, grant_id: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE grants SET last_used_at = $2
+             WHERE grant_id = $1 AND (last_used_at IS NULL OR last_used_at < $3)",
+        )
+        .bind(grant_id)
+        .bind(now)
+        .bind(now - Duration::seconds(LAST_USED_RESOLUTION_SECS))
+        .execute(&self.0)
+        .await
+        .map_err(from_sqlx)?;
+        Ok(done.rows_affected() > 0)
     }
 }
 

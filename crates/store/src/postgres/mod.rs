@@ -8,6 +8,7 @@ mod pushed;
 mod refresh;
 mod replay;
 mod resources;
+mod revocations;
 mod sessions;
 mod tokens;
 mod users;
@@ -39,6 +40,7 @@ pub struct PgStore {
     interactions: sessions::PgInteractions,
     refresh_tokens: refresh::PgRefreshTokens,
     access_tokens: tokens::PgAccessTokens,
+    revocations: revocations::PgRevocations,
 }
 
 impl PgStore {
@@ -77,6 +79,7 @@ impl PgStore {
             interactions: sessions::PgInteractions(pool.clone()),
             refresh_tokens: refresh::PgRefreshTokens(pool.clone()),
             access_tokens: tokens::PgAccessTokens(pool.clone()),
+            revocations: revocations::PgRevocations(pool.clone()),
             pool,
         }
     }

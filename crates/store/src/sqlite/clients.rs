@@ -99,6 +99,8 @@ impl ClientStore for SqliteClients {
     }
 
     async fn update(&self, client: &Client) -> Result<(), StoreError> {
+        // A changed client ends what replicas cached about it (keys, methods, its tokens).
+        let mut tx = self.0.begin().await.map_err(from_sqlx)?;
         let done = sqlx::query(
             r#"UPDATE clients SET profile = ?2, metadata = ?3, updated_at = ?4, secret_hash = ?5,
                                   settings = ?6, registration_token_hash = ?7
@@ -116,18 +118,38 @@ impl ClientStore for SqliteClients {
                 .as_ref()
                 .map(|h| h.as_bytes().to_vec()),
         )
-        .execute(&self.0)
+        .execute(&mut *tx)
         .await
         .map_err(from_sqlx)?;
-        one_row(done.rows_affected())
+        one_row(done.rows_affected())?;
+        bump_epoch(&mut tx).await?;
+        tx.commit().await.map_err(from_sqlx)
     }
 
     async fn remove(&self, client_id: &ClientId) -> Result<(), StoreError> {
+        let mut tx = self.0.begin().await.map_err(from_sqlx)?;
         let done = sqlx::query("DELETE FROM clients WHERE client_id = ?1")
             .bind(client_id.as_str())
-            .execute(&self.0)
+            .execute(&mut *tx)
             .await
             .map_err(from_sqlx)?;
-        one_row(done.rows_affected())
+        one_row(done.rows_affected())?;
+        bump_epoch(&mut tx).await?;
+        tx.commit().await.map_err(from_sqlx)
     }
+}
+
+/// Bumps the revocation epoch inside a client change, last, as every revoking transaction
+/// takes the epoch row last (see `revocations.rs`).
+async fn bump_epoch(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>) -> Result<(), StoreError> {
+    let bumped = sqlx::query("UPDATE revocation_epoch SET value = value + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await
+        .map_err(from_sqlx)?;
+    if bumped.rows_affected() == 0 {
+        return Err(StoreError::Corrupt(
+            "revocation_epoch: the row is missing".into(),
+        ));
+    }
+    Ok(())
 }

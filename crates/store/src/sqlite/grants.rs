@@ -4,9 +4,11 @@
 //! works the same way.
 
 use portcullis_core::client::secret::SecretHash;
-use portcullis_core::store::{CodeStore, Grant, GrantStore, Redemption, StoreError, StoredCode};
+use portcullis_core::store::{
+    CodeStore, Grant, GrantStore, LAST_USED_RESOLUTION_SECS, Redemption, StoreError, StoredCode,
+};
 use sqlx::SqlitePool;
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::{from_micros, json, to_json, to_micros};
@@ -29,6 +31,7 @@ struct GrantRow {
     updated_at: i64,
     expires_at: Option<i64>,
     revoked_at: Option<i64>,
+    last_used_at: Option<i64>,
 }
 
 impl TryFrom<GrantRow> for Grant {
@@ -49,6 +52,10 @@ impl TryFrom<GrantRow> for Grant {
                 .revoked_at
                 .map(|at| from_micros("grants.revoked_at", at))
                 .transpose()?,
+            last_used_at: row
+                .last_used_at
+                .map(|at| from_micros("grants.last_used_at", at))
+                .transpose()?,
         })
     }
 }
@@ -58,16 +65,16 @@ fn subject(subject: Uuid) -> String {
     subject.hyphenated().to_string()
 }
 
-const GRANT_COLUMNS: &str =
-    "grant_id, client_id, subject, content, created_at, updated_at, expires_at, revoked_at";
+const GRANT_COLUMNS: &str = "grant_id, client_id, subject, content, created_at, updated_at, \
+                             expires_at, revoked_at, last_used_at";
 
 #[async_trait::async_trait]
 impl GrantStore for SqliteGrants {
     async fn add(&self, grant: &Grant) -> Result<(), StoreError> {
         sqlx::query(
             r#"INSERT INTO grants (grant_id, client_id, subject, content, created_at, updated_at,
-                                   expires_at, revoked_at)
-               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"#,
+                                   expires_at, revoked_at, last_used_at)
+               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"#,
         )
         .bind(grant.grant_id.as_str())
         .bind(grant.client_id.as_str())
@@ -77,6 +84,7 @@ impl GrantStore for SqliteGrants {
         .bind(to_micros(grant.updated_at))
         .bind(grant.expires_at.map(to_micros))
         .bind(grant.revoked_at.map(to_micros))
+        .bind(grant.last_used_at.map(to_micros))
         .execute(&self.0)
         .await
         .map(drop)
@@ -147,6 +155,22 @@ impl GrantStore for SqliteGrants {
         .into_iter()
         .map(Grant::try_from)
         .collect()
+    }
+
+    async fn touch(&self, grant_id: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE grants SET last_used_at = ?2
+             WHERE grant_id = ?1 AND (last_used_at IS NULL OR last_used_at < ?3)",
+        )
+        .bind(grant_id)
+        .bind(to_micros(now))
+        .bind(to_micros(
+            now - Duration::seconds(LAST_USED_RESOLUTION_SECS),
+        ))
+        .execute(&self.0)
+        .await
+        .map_err(from_sqlx)?;
+        Ok(done.rows_affected() > 0)
     }
 }
 

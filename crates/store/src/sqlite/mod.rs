@@ -9,6 +9,7 @@ mod pushed;
 mod refresh;
 mod replay;
 mod resources;
+mod revocations;
 mod sessions;
 mod tokens;
 mod users;
@@ -45,6 +46,7 @@ pub struct SqliteStore {
     interactions: sessions::SqliteInteractions,
     refresh_tokens: refresh::SqliteRefreshTokens,
     access_tokens: tokens::SqliteAccessTokens,
+    revocations: revocations::SqliteRevocations,
 }
 
 impl SqliteStore {
@@ -86,6 +88,7 @@ impl SqliteStore {
             interactions: sessions::SqliteInteractions(pool.clone()),
             refresh_tokens: refresh::SqliteRefreshTokens(pool.clone()),
             access_tokens: tokens::SqliteAccessTokens(pool.clone()),
+            revocations: revocations::SqliteRevocations(pool.clone()),
             pool,
         }
     }

@@ -12,6 +12,7 @@ pub mod clients;
 pub mod events;
 pub mod keys;
 pub mod resources;
+pub mod revocation_events;
 pub mod users;
 
 use axum::Json;
@@ -380,7 +381,7 @@ impl Modify for SecuritySchemes {
 #[openapi(
     info(
         title = "Portcullis admin API",
-        description = "The operator's API: clients, users, signing keys, resource servers and the security-event trail. Every route needs a sender-constrained admin access token with the scope it names.",
+        description = "The operator's API: clients, users, signing keys, resource servers, the security-event trail and the revocation event feed. Every route needs a sender-constrained admin access token with the scope it names.",
     ),
     modifiers(&SecuritySchemes),
     security(("dpop" = []), ("mtls_bearer" = [])),
@@ -396,6 +397,7 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(keys::router())
         .merge(resources::router())
         .merge(events::router())
+        .merge(revocation_events::router())
         .split_for_parts();
     api.info.version = env!("CARGO_PKG_VERSION").to_owned();
     (router, api)

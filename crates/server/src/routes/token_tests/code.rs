@@ -19,17 +19,17 @@ const REDIRECT: &str = "https://tpp.example/cb";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
-struct Flow {
-    tpp: Tpp,
-    user: Uuid,
-    grant_id: String,
+pub(super) struct Flow {
+    pub(super) tpp: Tpp,
+    pub(super) user: Uuid,
+    pub(super) grant_id: String,
 }
 
-async fn flow(h: &Harness) -> Flow {
+pub(super) async fn flow(h: &Harness) -> Flow {
     flow_of(h, ClientProfile::Fapi2).await
 }
 
-async fn flow_of(h: &Harness, profile: ClientProfile) -> Flow {
+pub(super) async fn flow_of(h: &Harness, profile: ClientProfile) -> Flow {
     serve_accounts(h).await;
     let key = SigningKey::generate(SigningAlg::Es256, 2048).unwrap();
     let registered = register(
@@ -82,6 +82,7 @@ async fn flow_of(h: &Harness, profile: ClientProfile) -> Flow {
             updated_at: h.clock.now(),
             expires_at: None,
             revoked_at: None,
+            last_used_at: None,
         })
         .await
         .unwrap();
@@ -93,7 +94,7 @@ async fn flow_of(h: &Harness, profile: ClientProfile) -> Flow {
 }
 
 /// Issues a code for the flow's grant, as the authorization endpoint does; returns it.
-async fn issue_code(h: &Harness, f: &Flow, dpop_jkt: Option<String>) -> String {
+pub(super) async fn issue_code(h: &Harness, f: &Flow, dpop_jkt: Option<String>) -> String {
     let code = unique("code-0123456789abcdef0123456789abcdef");
     let content = CodeContent {
         subject: f.user,
@@ -135,7 +136,7 @@ async fn issue_code(h: &Harness, f: &Flow, dpop_jkt: Option<String>) -> String {
 use portcullis_core::client::ClientId;
 
 /// A code redemption by `tpp` with a fresh assertion and a proof by `key`.
-async fn redeem(
+pub(super) async fn redeem(
     h: &Harness,
     tpp: &Tpp,
     code: &str,
@@ -160,7 +161,7 @@ async fn redeem(
 }
 
 /// Verifies a JWT of ours with `jsonwebtoken` against `/jwks`.
-async fn verify_ours(h: &Harness, jwt: &str, audience: &str) -> Value {
+pub(super) async fn verify_ours(h: &Harness, jwt: &str, audience: &str) -> Value {
     let (_, _, jwks) = crate::routes::tests::get(&h.router, "/jwks").await;
     let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks).unwrap();
     let header = jsonwebtoken::decode_header(jwt).unwrap();
@@ -357,7 +358,7 @@ async fn twenty_concurrent_redemptions_of_one_code_give_exactly_one_token() {
 }
 
 /// A refresh request by `tpp` with a fresh assertion and a proof by `key`.
-async fn refresh(
+pub(super) async fn refresh(
     h: &Harness,
     tpp: &Tpp,
     token: &str,
@@ -471,15 +472,16 @@ async fn checklist_42_45_refresh_tokens_belong_to_their_client_and_die_with_thei
         .await
         .refused(StatusCode::BAD_REQUEST, "invalid_grant", "not valid");
     // #45: the grant is revoked.
-    h.state
-        .store
-        .grants()
-        .revoke(&f.grant_id, h.clock.now())
-        .await
-        .unwrap();
+    let grant = h.state.store.grants().find(&f.grant_id).await.unwrap();
+    assert!(
+        crate::revocation::revoke_grant(&h.state, &grant, &crate::revocation::Reason::Customer)
+            .await
+            .unwrap()
+    );
+    // Withdrawing the consent revokes its refresh tokens with it.
     refresh(&h, &f.tpp, &refresh_token, Some(&dpop_key()), &[])
         .await
-        .refused(StatusCode::BAD_REQUEST, "invalid_grant", "withdrawn");
+        .refused(StatusCode::BAD_REQUEST, "invalid_grant", "revoked");
 }
 
 #[tokio::test]
@@ -607,7 +609,7 @@ async fn opaque_access_tokens_for_a_resource_that_asks_for_them_work_at_userinfo
 }
 
 /// Registers the client the accounts API introspects as.
-async fn resource_server_client(h: &Harness) -> Tpp {
+pub(super) async fn resource_server_client(h: &Harness) -> Tpp {
     let key = SigningKey::generate(SigningAlg::Es256, 2048).unwrap();
     let mut metadata = machine_client("private_key_jwt");
     metadata["jwks"] = jwks_of(&[public_jwk(&key)]);
@@ -628,7 +630,7 @@ async fn resource_server_client(h: &Harness) -> Tpp {
     }
 }
 
-async fn introspect(h: &Harness, caller: Option<&Tpp>, token: &str) -> Answer {
+pub(super) async fn introspect(h: &Harness, caller: Option<&Tpp>, token: &str) -> Answer {
     let assertion = caller.map(|c| c.assertion(h));
     let mut pairs = vec![("token", token)];
     if let Some(assertion) = &assertion {
@@ -688,12 +690,12 @@ async fn rfc_7662_a_resource_server_introspects_tokens_for_its_audience_only() {
     );
 
     // A withdrawn consent makes both inactive at once.
-    h.state
-        .store
-        .grants()
-        .revoke(&f.grant_id, h.clock.now())
-        .await
-        .unwrap();
+    let grant = h.state.store.grants().find(&f.grant_id).await.unwrap();
+    assert!(
+        crate::revocation::revoke_grant(&h.state, &grant, &crate::revocation::Reason::Customer)
+            .await
+            .unwrap()
+    );
     assert_eq!(
         introspect(&h, Some(&rs), &token).await.body,
         json!({ "active": false })

@@ -10,23 +10,23 @@ use super::par::{REDIRECT, authorization_params, code_client, par_request};
 use super::*;
 
 /// RFC 7636 appendix B.
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+pub(super) const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 
 /// A browser: the cookies it holds.
 #[derive(Default)]
-struct Browser {
-    cookies: Vec<(String, String)>,
+pub(super) struct Browser {
+    pub(super) cookies: Vec<(String, String)>,
 }
 
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
+pub(super) struct Page {
+    pub(super) status: StatusCode,
+    pub(super) headers: HeaderMap,
+    pub(super) body: String,
 }
 
 impl Page {
     /// The interaction id in the page's forms.
-    fn interaction(&self) -> String {
+    pub(super) fn interaction(&self) -> String {
         let marker = r#"name="interaction" value=""#;
         let start = self.body.find(marker).expect("a form") + marker.len();
         let end = self.body[start..].find('"').unwrap() + start;
@@ -34,7 +34,7 @@ impl Page {
     }
 
     /// The redirect's query parameters.
-    fn redirect(&self) -> HashMap<String, String> {
+    pub(super) fn redirect(&self) -> HashMap<String, String> {
         assert_eq!(self.status, StatusCode::SEE_OTHER, "{}", self.body);
         let location = self.headers[header::LOCATION].to_str().unwrap();
         let (base, query) = location.split_once('?').unwrap();
@@ -48,7 +48,7 @@ impl Page {
 use std::collections::HashMap;
 
 impl Browser {
-    fn cookie_header(&self) -> String {
+    pub(super) fn cookie_header(&self) -> String {
         self.cookies
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
@@ -72,7 +72,7 @@ impl Browser {
         }
     }
 
-    async fn send(&mut self, h: &Harness, request: Request<Body>) -> Page {
+    pub(super) async fn send(&mut self, h: &Harness, request: Request<Body>) -> Page {
         let response = h.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
@@ -85,7 +85,7 @@ impl Browser {
         }
     }
 
-    async fn get(&mut self, h: &Harness, uri: &str) -> Page {
+    pub(super) async fn get(&mut self, h: &Harness, uri: &str) -> Page {
         let request = Request::get(uri)
             .header(header::COOKIE, self.cookie_header())
             .body(Body::empty())
@@ -93,7 +93,7 @@ impl Browser {
         self.send(h, request).await
     }
 
-    async fn post(&mut self, h: &Harness, uri: &str, pairs: &[(&str, &str)]) -> Page {
+    pub(super) async fn post(&mut self, h: &Harness, uri: &str, pairs: &[(&str, &str)]) -> Page {
         let request = Request::post(uri)
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(header::COOKIE, self.cookie_header())
@@ -104,7 +104,7 @@ impl Browser {
 }
 
 /// A customer with a password (and, if asked, a TOTP secret).
-async fn customer(
+pub(super) async fn customer(
     h: &Harness,
     username: &str,
     with_totp: bool,
@@ -139,7 +139,11 @@ async fn customer(
 }
 
 /// Pushes a request (with `extra` parameters) and returns the authorization URL.
-async fn pushed(h: &Harness, tpp: &Tpp, extra: &[(&'static str, &'static str)]) -> String {
+pub(super) async fn pushed(
+    h: &Harness,
+    tpp: &Tpp,
+    extra: &[(&'static str, &'static str)],
+) -> String {
     let assertion = tpp.assertion(h);
     let mut pairs: Vec<(&str, &str)> = authorization_params()
         .into_iter()
@@ -157,7 +161,13 @@ async fn pushed(h: &Harness, tpp: &Tpp, extra: &[(&'static str, &'static str)]) 
     )
 }
 
-async fn log_in(b: &mut Browser, h: &Harness, page: &Page, username: &str, password: &str) -> Page {
+pub(super) async fn log_in(
+    b: &mut Browser,
+    h: &Harness,
+    page: &Page,
+    username: &str,
+    password: &str,
+) -> Page {
     let interaction = page.interaction();
     b.post(
         h,
@@ -171,7 +181,7 @@ async fn log_in(b: &mut Browser, h: &Harness, page: &Page, username: &str, passw
     .await
 }
 
-async fn approve(b: &mut Browser, h: &Harness, page: &Page, accounts: &[&str]) -> Page {
+pub(super) async fn approve(b: &mut Browser, h: &Harness, page: &Page, accounts: &[&str]) -> Page {
     let interaction = page.interaction();
     let mut pairs = vec![
         ("interaction", interaction.as_str()),
@@ -181,13 +191,30 @@ async fn approve(b: &mut Browser, h: &Harness, page: &Page, accounts: &[&str]) -
     b.post(h, "/authorize/consent", &pairs).await
 }
 
-async fn first_account(h: &Harness, user: uuid::Uuid) -> String {
+pub(super) async fn first_account(h: &Harness, user: uuid::Uuid) -> String {
     h.state.accounts.accounts_of(user).await.unwrap()[0]
         .id
         .clone()
 }
 
-async fn token_for(h: &Harness, tpp: &Tpp, code: &str) -> Answer {
+/// A new customer `username` logs in and approves `tpp`'s request (its pushed parameters
+/// changed by `extra`), choosing their first account: the customer, the account and the code.
+pub(super) async fn approved_code(
+    h: &Harness,
+    tpp: &Tpp,
+    username: &str,
+    extra: &[(&'static str, &'static str)],
+) -> (uuid::Uuid, String, String) {
+    let (user, _) = customer(h, username, false).await;
+    let mut b = Browser::default();
+    let login = b.get(h, &pushed(h, tpp, extra).await).await;
+    let consent = log_in(&mut b, h, &login, username, "correct horse battery").await;
+    let account = first_account(h, user).await;
+    let redirect = approve(&mut b, h, &consent, &[&account]).await.redirect();
+    (user, account, redirect["code"].clone())
+}
+
+pub(super) async fn token_for(h: &Harness, tpp: &Tpp, code: &str) -> Answer {
     let assertion = tpp.assertion(h);
     let pairs = [
         ("grant_type", "authorization_code"),
@@ -494,7 +521,7 @@ async fn jarm_responses_are_signed_jwts_for_the_client() {
 }
 
 /// A DPoP proof for `GET /userinfo` covering `token` (RFC 9449 §4.2 `ath`).
-fn userinfo_proof(h: &Harness, key: &SigningKey, token: &str) -> String {
+pub(super) fn userinfo_proof(h: &Harness, key: &SigningKey, token: &str) -> String {
     let ath = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
         &aws_lc_rs::digest::SHA256,
         token.as_bytes(),
@@ -508,7 +535,7 @@ fn userinfo_proof(h: &Harness, key: &SigningKey, token: &str) -> String {
         .unwrap()
 }
 
-async fn userinfo(h: &Harness, uri: &str, headers: &[(&str, &str)]) -> Answer {
+pub(super) async fn userinfo(h: &Harness, uri: &str, headers: &[(&str, &str)]) -> Answer {
     let mut builder = Request::get(uri);
     for (name, value) in headers {
         builder = builder.header(*name, *value);
@@ -598,12 +625,12 @@ async fn userinfo_answers_the_holder_of_a_token_of_a_standing_grant() {
 
     // A withdrawn consent ends it at once.
     let grant_id = answer.body["grant_id"].as_str().unwrap();
-    h.state
-        .store
-        .grants()
-        .revoke(grant_id, h.clock.now())
-        .await
-        .unwrap();
+    let grant = h.state.store.grants().find(grant_id).await.unwrap();
+    assert!(
+        crate::revocation::revoke_grant(&h.state, &grant, &crate::revocation::Reason::Customer)
+            .await
+            .unwrap()
+    );
     let revoked = userinfo(
         &h,
         "/userinfo",

@@ -15,6 +15,11 @@ const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 /// A FAPI 2.0 client of the authorization code flow, authenticating with `private_key_jwt`.
 pub(super) async fn code_client(h: &Harness, profile: ClientProfile) -> Tpp {
+    code_client_with(h, profile, json!({})).await
+}
+
+/// [`code_client`] with the metadata members of `change` replacing its own.
+pub(super) async fn code_client_with(h: &Harness, profile: ClientProfile, change: Value) -> Tpp {
     let key = SigningKey::generate(SigningAlg::Es256, 2048).unwrap();
     let mut metadata = json!({
         "client_name": "Example TPP",
@@ -29,6 +34,9 @@ pub(super) async fn code_client(h: &Harness, profile: ClientProfile) -> Tpp {
     });
     if profile == ClientProfile::Fapi2MessageSigning {
         metadata["require_signed_request_object"] = json!(true);
+    }
+    for (name, value) in change.as_object().unwrap() {
+        metadata[name] = value.clone();
     }
     let registered = register(h, metadata, profile, ClientSettings::default()).await;
     Tpp {
