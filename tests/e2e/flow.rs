@@ -11,6 +11,7 @@
 
 mod grants;
 mod replicas;
+mod tokens;
 
 use std::collections::HashMap;
 
@@ -57,9 +58,14 @@ pub(crate) struct Bank {
 impl Bank {
     /// A fresh server on SQLite whose `client_auth.trust_anchor_files` names a fresh CA.
     pub(crate) async fn start() -> Bank {
+        Bank::start_on(Backend::Sqlite).await
+    }
+
+    /// [`Bank::start`] on a fresh database of `backend`.
+    pub(crate) async fn start_on(backend: Backend) -> Bank {
         let ca = TestCa::new("Portcullis e2e flow CA");
         let dir = tempfile::tempdir().unwrap();
-        let db = TestDatabase::new(Backend::Sqlite).await;
+        let db = TestDatabase::new(backend).await;
         let ca_file = dir.path().join("client-ca.pem");
         std::fs::write(&ca_file, &ca.cert_pem).unwrap();
         let config = dir.path().join("portcullis.toml");
@@ -89,6 +95,18 @@ impl Bank {
 
     pub(crate) fn app(&self) -> &App {
         &self.f.app
+    }
+
+    /// A second server process on the same database and data directory (so the same KEK and
+    /// development CA), serving the same issuer as a replica behind a load balancer would.
+    pub(crate) async fn replica(&self) -> App {
+        let config = self.f.dir.path().join("portcullis.toml");
+        let mut options = options(&self.f.dir, &self.f.db);
+        options.args = vec!["--config".into(), config.to_str().unwrap().to_owned()];
+        options.env = vec![("PORTCULLIS_ISSUER".into(), self.app().issuer.clone())];
+        let replica = App::spawn(options).await;
+        assert_eq!(replica.issuer, self.app().issuer);
+        replica
     }
 
     /// A customer with [`PASSWORD`], created through the admin API; their id.
