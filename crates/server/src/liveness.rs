@@ -302,3 +302,63 @@ async fn check(
     }
     Ok(Ok((claims, valid_until)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_testkit::db::TestDatabase;
+
+    async fn store() -> (TestDatabase, Arc<dyn Store>) {
+        let db = TestDatabase::sqlite();
+        let store = portcullis_store::connect_and_migrate(
+            db.url(),
+            &portcullis_store::PoolOptions::default(),
+        )
+        .await
+        .unwrap();
+        (db, store)
+    }
+
+    #[tokio::test]
+    async fn concurrent_epoch_reads_never_answer_with_an_epoch_older_than_the_call() {
+        let (_db, store) = store().await;
+        let reader = EpochReader::new(store.clone());
+        for _ in 0..5 {
+            let current = store.revocations().bump().await.unwrap();
+            // Every read that begins after the bump committed sees it, however many share it.
+            let reads: Vec<_> = (0..200)
+                .map(|_| {
+                    let reader = Arc::clone(&reader);
+                    tokio::spawn(async move { reader.read().await.unwrap() })
+                })
+                .collect();
+            for read in reads {
+                assert_eq!(read.await.unwrap(), current);
+            }
+        }
+        // And the reader goes idle once nobody waits.
+        assert!(!reader.queue.lock().unwrap().reading);
+    }
+
+    #[test]
+    fn an_epoch_cache_holds_only_for_its_epoch_and_within_its_bound() {
+        let cache: EpochCache<u32, u32> = EpochCache::new(SHARDS);
+        cache.insert(7, 1, 10);
+        assert_eq!(cache.get(7, &1), Some(10));
+        // A newer epoch starts empty; an older one (a slow read) neither sees nor fills it.
+        assert_eq!(cache.get(8, &1), None);
+        cache.insert(7, 2, 20);
+        assert_eq!(cache.get(8, &2), None);
+        assert_eq!(cache.get(7, &1), None, "the old generation is gone");
+        // Bounded: one entry per shard here, so most of many keys are simply not kept.
+        for key in 0..1000 {
+            cache.insert(8, key, key);
+        }
+        let kept = (0..1000).filter(|k| cache.get(8, k).is_some()).count();
+        assert!(kept <= SHARDS, "{kept}");
+        // Capacity 0 keeps nothing.
+        let off: EpochCache<u32, u32> = EpochCache::new(0);
+        off.insert(1, 1, 1);
+        assert_eq!(off.get(1, &1), None);
+    }
+}
