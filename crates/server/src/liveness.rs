@@ -147,15 +147,19 @@ impl<K: std::hash::Hash + Eq, V: Clone> EpochCache<K, V> {
         }
     }
 
-    fn shard<'a>(&self, generation: &'a Generation<K, V>, key: &K) -> &'a Mutex<HashMap<K, V>> {
+    fn shard<'a>(
+        &self,
+        generation: &'a Generation<K, V>,
+        key: &K,
+    ) -> Option<&'a Mutex<HashMap<K, V>>> {
         let index = usize::try_from(self.hasher.hash_one(key) % SHARDS as u64).unwrap_or(0);
-        &generation.shards[index]
+        generation.shards.get(index)
     }
 
     /// The entry for `key` computed under `epoch`, if any.
     pub fn get(&self, epoch: i64, key: &K) -> Option<V> {
         let generation = self.generation(epoch)?;
-        let shard = self.shard(&generation, key);
+        let shard = self.shard(&generation, key)?;
         let entries = shard.lock().unwrap_or_else(|e| e.into_inner());
         entries.get(key).cloned()
     }
@@ -165,7 +169,9 @@ impl<K: std::hash::Hash + Eq, V: Clone> EpochCache<K, V> {
         let Some(generation) = self.generation(epoch) else {
             return;
         };
-        let shard = self.shard(&generation, &key);
+        let Some(shard) = self.shard(&generation, &key) else {
+            return;
+        };
         let mut entries = shard.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() < self.per_shard {
             entries.insert(key, value);
