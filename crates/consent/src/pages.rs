@@ -372,6 +372,7 @@ mod tests {
         assert!(html.contains(r#"name="account" value="acc-1""#));
         assert!(html.contains(r#"name="debtor_account" value="acc-1""#));
         assert!(html.contains(r#"name="interaction" value="i-1""#));
+        assert!(html.contains(r#"href="/account""#), "manage your consents");
         assert_eq!(describe_scope("x:y"), "Access: x:y");
     }
 

@@ -1087,20 +1087,31 @@ mod suite {
         // Past the minute it is.
         let later = at_micros(100) + Duration::seconds(60) + Duration::microseconds(1);
         assert!(grants.touch("grant-1", later).await.unwrap());
-        assert_eq!(last_used(grants.find("grant-1").await.unwrap()), Some(later));
+        assert_eq!(
+            last_used(grants.find("grant-1").await.unwrap()),
+            Some(later)
+        );
         // Only that grant changed; an unknown one is no error and nothing is written.
         assert_eq!(last_used(grants.find("grant-2").await.unwrap()), None);
         assert!(!grants.touch("grant-9", at_micros(500)).await.unwrap());
 
         // A merge or replace keeps it; a revocation keeps it too.
         let mut changed = grants.find("grant-1").await.unwrap();
-        changed.content.insert("scopes".into(), serde_json::json!(["openid"]));
+        changed
+            .content
+            .insert("scopes".into(), serde_json::json!(["openid"]));
         changed.updated_at = at_micros(600);
         changed.last_used_at = None;
         grants.update(&changed).await.unwrap();
-        assert_eq!(last_used(grants.find("grant-1").await.unwrap()), Some(later));
+        assert_eq!(
+            last_used(grants.find("grant-1").await.unwrap()),
+            Some(later)
+        );
         assert!(grants.revoke("grant-1", at_micros(700)).await.unwrap());
-        assert_eq!(last_used(grants.find("grant-1").await.unwrap()), Some(later));
+        assert_eq!(
+            last_used(grants.find("grant-1").await.unwrap()),
+            Some(later)
+        );
     }
 
     pub async fn a_grant_is_revoked_once(store: Arc<dyn Store>) {
