@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 
 use crate::oauth::{
     ClientKey, Credentials, Reply, assertion_claims, assertion_form, bootstrap,
-    client_credentials_form, dpop_proof, header_of, post_form,
+    client_credentials_form, dpop_proof, post_form,
 };
-use crate::support::{Fixture, options, verify_independently};
+use crate::support::{Fixture, options};
 
 /// The public issuer both replicas serve.
 const ISSUER: &str = "https://as.bank.example";
@@ -120,6 +120,24 @@ impl Replica<'_> {
             .find_map(|l| l.strip_prefix("portcullis_event_feed_waiting_polls "))
             .map_or(0, |n| n.trim().parse().unwrap())
     }
+}
+
+/// The claims of a SET verified by `jsonwebtoken` against `jwks`: signature, `iss` and `aud`
+/// (`recipient` among them). A SET has no `exp` (RFC 8417 §2.2).
+fn verified_set(set: &str, jwks: &Value, recipient: &str) -> Value {
+    let keys: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks.clone()).unwrap();
+    let header = jsonwebtoken::decode_header(set).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("secevent+jwt"), "RFC 8417 §2.3");
+    let jwk = keys.find(header.kid.as_deref().unwrap()).unwrap();
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.validate_exp = false;
+    validation.set_required_spec_claims(&["iss", "aud"]);
+    validation.set_issuer(&[ISSUER]);
+    validation.set_audience(&[recipient]);
+    jsonwebtoken::decode::<Value>(set, &key, &validation)
+        .unwrap()
+        .claims
 }
 
 /// The SETs of a poll answer, by `jti`.
@@ -245,11 +263,10 @@ async fn a_poller_on_one_replica_gets_a_revocation_made_on_the_other_within_a_se
     assert_eq!(delivered.len(), 1, "{delivered:?}");
     let (jti, set) = delivered.iter().next().unwrap();
     let set = set.as_str().unwrap();
-    assert_eq!(header_of(set)["typ"], "secevent+jwt");
     let jwks = Reply::send(b.app.client(None).get(b.address("/jwks")))
         .await
         .body;
-    let claims = verify_independently(set, &jwks).unwrap();
+    let claims = verified_set(set, &jwks, &rs_id);
     assert_eq!(&claims["jti"], jti);
     assert_eq!(claims["iss"], ISSUER);
     assert_eq!(claims["aud"], json!([rs_id]));
