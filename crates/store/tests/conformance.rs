@@ -1036,7 +1036,17 @@ mod suite {
         ));
 
         // Once revoked, it is not changed any more.
-        assert!(grants.revoke("grant-1", at_micros(180)).await.unwrap());
+        assert!(
+            store
+                .revocations()
+                .revoke_grant(
+                    "grant-1",
+                    at_micros(180),
+                    &grant_event("set-1", "grant-1", &[], at_micros(180)),
+                )
+                .await
+                .unwrap()
+        );
         let mut late = merged.clone();
         late.updated_at = at_micros(240);
         assert!(matches!(
@@ -1107,35 +1117,21 @@ mod suite {
             last_used(grants.find("grant-1").await.unwrap()),
             Some(later)
         );
-        assert!(grants.revoke("grant-1", at_micros(700)).await.unwrap());
+        assert!(
+            store
+                .revocations()
+                .revoke_grant(
+                    "grant-1",
+                    at_micros(700),
+                    &grant_event("set-1", "grant-1", &[], at_micros(700)),
+                )
+                .await
+                .unwrap()
+        );
         assert_eq!(
             last_used(grants.find("grant-1").await.unwrap()),
             Some(later)
         );
-    }
-
-    pub async fn a_grant_is_revoked_once(store: Arc<dyn Store>) {
-        let tpp = client("tpp-1", ClientProfile::Fapi2);
-        store.clients().add(&tpp).await.unwrap();
-        let grants = store.grants();
-        let original = grant("grant-1", &tpp, Uuid::new_v4(), at_micros(0));
-        let kept = grant("grant-2", &tpp, original.subject, at_micros(0));
-        grants.add(&original).await.unwrap();
-        grants.add(&kept).await.unwrap();
-
-        assert!(grants.revoke("grant-1", at_micros(10)).await.unwrap());
-        // Again, later: nothing changes, and the first revocation instant stays.
-        assert!(!grants.revoke("grant-1", at_micros(20)).await.unwrap());
-        let mut revoked = original.clone();
-        revoked.revoked_at = Some(at_micros(10));
-        assert_eq!(grants.find("grant-1").await.unwrap(), revoked);
-        // Only that grant.
-        assert_eq!(grants.find("grant-2").await.unwrap(), kept);
-
-        assert!(matches!(
-            grants.revoke("grant-3", at(10)).await,
-            Err(StoreError::NotFound)
-        ));
     }
 
     pub async fn grants_are_listed_per_subject_newest_first(store: Arc<dyn Store>) {
@@ -1154,7 +1150,11 @@ mod suite {
         for each in [&a1, &a2, &b1, &a3] {
             grants.add(each).await.unwrap();
         }
-        grants.revoke("a-3", at(40)).await.unwrap();
+        store
+            .revocations()
+            .revoke_grant("a-3", at(40), &grant_event("set-1", "a-3", &[], at(40)))
+            .await
+            .unwrap();
         let a3 = grants.find("a-3").await.unwrap();
 
         assert_eq!(
@@ -1189,7 +1189,14 @@ mod suite {
             Err(StoreError::NotFound)
         ));
         assert!(matches!(
-            grants.revoke("grant-1", at(1)).await,
+            store
+                .revocations()
+                .revoke_grant(
+                    "grant-1",
+                    at(1),
+                    &grant_event("set-1", "grant-1", &[], at(1))
+                )
+                .await,
             Err(StoreError::NotFound)
         ));
         assert_eq!(grants.list_for_subject(subject).await.unwrap(), vec![kept]);
@@ -1347,7 +1354,17 @@ mod suite {
 
         // Revoking the grant keeps its codes: a replay is still recognised, and the caller
         // checks the grant of a code it redeems.
-        assert!(store.grants().revoke("grant-1", at(2)).await.unwrap());
+        assert!(
+            store
+                .revocations()
+                .revoke_grant(
+                    "grant-1",
+                    at(2),
+                    &grant_event("set-1", "grant-1", &[], at(2))
+                )
+                .await
+                .unwrap()
+        );
         assert_eq!(
             codes.redeem(&used.handle, at(3)).await.unwrap(),
             Redemption::Reused(used.clone())
@@ -2255,7 +2272,7 @@ mod suite {
         }
     }
 
-    pub async fn refresh_tokens_are_revoked_per_grant(store: Arc<dyn Store>) {
+    pub async fn revoking_a_grant_revokes_its_refresh_tokens_rotated_or_not(store: Arc<dyn Store>) {
         let tpp = client("tpp-1", ClientProfile::Fapi2);
         store.clients().add(&tpp).await.unwrap();
         let consent = grant("grant-1", &tpp, Uuid::new_v4(), at(0));
@@ -2266,21 +2283,26 @@ mod suite {
         let live = refresh("rt-1", &consent, at_micros(0));
         let mut revoked_before = refresh("rt-2", &consent, at_micros(0));
         revoked_before.revoked_at = Some(at_micros(10));
+        // Rotated, and so perhaps still usable within the grace period.
         let mut rotated = refresh("rt-3", &consent, at_micros(0));
         rotated.rotated_at = Some(at_micros(20));
         let kept = refresh("rt-4", &other, at_micros(0));
         for each in [&live, &revoked_before, &rotated, &kept] {
             tokens.add(each).await.unwrap();
         }
+        let revocations = store.revocations();
 
-        // Only that grant's unrevoked tokens, rotated or not, are counted and changed; an
-        // earlier revocation instant stays.
-        assert_eq!(
-            tokens
-                .revoke_for_grant("grant-1", at_micros(30))
+        // Only that grant's unrevoked tokens, rotated or not, are changed; an earlier
+        // revocation instant stays.
+        assert!(
+            revocations
+                .revoke_grant(
+                    "grant-1",
+                    at_micros(30),
+                    &grant_event("set-1", "grant-1", &[], at_micros(30)),
+                )
                 .await
-                .unwrap(),
-            2
+                .unwrap()
         );
         let mut revoked = live.clone();
         revoked.revoked_at = Some(at_micros(30));
@@ -2294,18 +2316,20 @@ mod suite {
         assert_eq!(tokens.find(&rotated.handle).await.unwrap(), rotated_revoked);
         assert_eq!(tokens.find(&kept.handle).await.unwrap(), kept);
 
-        // Again, later: nothing left to revoke, and the instants stay.
-        assert_eq!(
-            tokens
-                .revoke_for_grant("grant-1", at_micros(40))
+        // Again, later: nothing is revoked, and the instants stay.
+        assert!(
+            !revocations
+                .revoke_grant(
+                    "grant-1",
+                    at_micros(40),
+                    &grant_event("set-2", "grant-1", &[], at_micros(40)),
+                )
                 .await
-                .unwrap(),
-            0
+                .unwrap()
         );
         assert_eq!(tokens.find(&live.handle).await.unwrap(), revoked);
-        assert_eq!(tokens.revoke_for_grant("grant-3", at(40)).await.unwrap(), 0);
-        // Revoking the tokens leaves the grant: revoking it is the caller's.
-        assert_eq!(store.grants().find("grant-1").await.unwrap(), consent);
+        assert_eq!(tokens.find(&rotated.handle).await.unwrap(), rotated_revoked);
+        assert_eq!(tokens.find(&kept.handle).await.unwrap(), kept);
     }
 
     pub async fn refresh_tokens_go_with_their_grant_and_client(store: Arc<dyn Store>) {
@@ -2335,9 +2359,21 @@ mod suite {
             tokens.add(each).await.unwrap();
         }
 
-        // Revoking the grant keeps its tokens: the caller revokes them, or checks the grant.
-        assert!(store.grants().revoke("grant-1", at(1)).await.unwrap());
-        assert_eq!(tokens.find(&own.handle).await.unwrap(), own);
+        // A revoked grant and its revoked tokens go too.
+        assert!(
+            store
+                .revocations()
+                .revoke_grant(
+                    "grant-1",
+                    at(1),
+                    &grant_event("set-1", "grant-1", &[], at(1))
+                )
+                .await
+                .unwrap()
+        );
+        let mut revoked = own.clone();
+        revoked.revoked_at = Some(at(1));
+        assert_eq!(tokens.find(&own.handle).await.unwrap(), revoked);
 
         // Removing a client removes its tokens, and its grants with their tokens.
         store.clients().remove(&tpp.client_id).await.unwrap();
@@ -2359,7 +2395,17 @@ mod suite {
             Err(StoreError::NotFound)
         ));
         assert_eq!(tokens.find(&kept.handle).await.unwrap(), kept);
-        assert_eq!(tokens.revoke_for_grant("grant-1", at(3)).await.unwrap(), 0);
+        assert!(matches!(
+            store
+                .revocations()
+                .revoke_grant(
+                    "grant-1",
+                    at(3),
+                    &grant_event("set-2", "grant-1", &[], at(3))
+                )
+                .await,
+            Err(StoreError::NotFound)
+        ));
         assert_eq!(
             tokens
                 .purge_expired(at(0) + Duration::days(1000))
@@ -2475,7 +2521,9 @@ mod suite {
         }
     }
 
-    pub async fn an_access_token_is_revoked_once(store: Arc<dyn Store>) {
+    pub async fn denying_an_access_token_revokes_its_row_alone_even_when_expired(
+        store: Arc<dyn Store>,
+    ) {
         let tpp = client("tpp-1", ClientProfile::Fapi2);
         store.clients().add(&tpp).await.unwrap();
         let consent = grant("grant-1", &tpp, Uuid::new_v4(), at(0));
@@ -2484,57 +2532,56 @@ mod suite {
         let granted = access("at-1", &tpp, Some(&consent), at_micros(0));
         let grantless = access("at-2", &tpp, None, at_micros(0));
         let untouched = access("at-untouched", &tpp, Some(&consent), at_micros(0));
-        let mut revoked_before = access("at-revoked", &tpp, None, at_micros(0));
-        revoked_before.revoked_at = Some(at_micros(1));
-        for each in [&granted, &grantless, &untouched, &revoked_before] {
+        for each in [&granted, &grantless, &untouched] {
             tokens.add(each).await.unwrap();
         }
+        let revocations = store.revocations();
 
-        // This call revokes it, at `now`; with a grant or without; an expired token still
-        // revokes: judging expiry is the caller's.
-        assert!(tokens.revoke(&granted.handle, at_micros(60)).await.unwrap());
+        // A token of a grant: its row is revoked at `now`; its grant, and the grant's other
+        // tokens, are not.
+        assert!(
+            revocations
+                .deny_access_token(
+                    "jti-1",
+                    Some(&granted.handle),
+                    granted.expires_at,
+                    at_micros(60),
+                    &feed_event("set-1", &[], at_micros(60)),
+                )
+                .await
+                .unwrap()
+        );
         let mut revoked = granted.clone();
         revoked.revoked_at = Some(at_micros(60));
         assert_eq!(tokens.find(&granted.handle).await.unwrap(), revoked);
+        assert_eq!(tokens.find(&untouched.handle).await.unwrap(), untouched);
+        assert_eq!(store.grants().find("grant-1").await.unwrap(), consent);
+
+        // An expired token is still revoked: judging expiry is the caller's.
         let late = grantless.expires_at + Duration::days(1);
-        assert!(tokens.revoke(&grantless.handle, late).await.unwrap());
+        assert!(
+            revocations
+                .deny_access_token(
+                    "jti-2",
+                    Some(&grantless.handle),
+                    grantless.expires_at,
+                    late,
+                    &feed_event("set-2", &[], late),
+                )
+                .await
+                .unwrap()
+        );
         let mut revoked_grantless = grantless.clone();
         revoked_grantless.revoked_at = Some(late);
         assert_eq!(
             tokens.find(&grantless.handle).await.unwrap(),
             revoked_grantless
         );
-
-        // Again, later: this call revokes nothing, and the first instant stays.
-        assert!(
-            !tokens
-                .revoke(&granted.handle, at_micros(120))
-                .await
-                .unwrap()
-        );
         assert_eq!(tokens.find(&granted.handle).await.unwrap(), revoked);
-        assert!(
-            !tokens
-                .revoke(&revoked_before.handle, at_micros(120))
-                .await
-                .unwrap()
-        );
-        assert_eq!(
-            tokens.find(&revoked_before.handle).await.unwrap(),
-            revoked_before
-        );
         assert_eq!(tokens.find(&untouched.handle).await.unwrap(), untouched);
-
-        // A token that is not there.
-        assert!(matches!(
-            tokens.revoke(&SecretHash::of("at-3"), at_micros(120)).await,
-            Err(StoreError::NotFound)
-        ));
-        // Revoking a token leaves its grant: revoking it is the caller's.
-        assert_eq!(store.grants().find("grant-1").await.unwrap(), consent);
     }
 
-    pub async fn access_tokens_are_revoked_per_grant(store: Arc<dyn Store>) {
+    pub async fn revoking_a_grant_revokes_its_access_tokens_even_expired(store: Arc<dyn Store>) {
         let tpp = client("tpp-1", ClientProfile::Fapi2);
         store.clients().add(&tpp).await.unwrap();
         let consent = grant("grant-1", &tpp, Uuid::new_v4(), at(0));
@@ -2557,15 +2604,19 @@ mod suite {
         for each in [&live, &revoked_before, &expired, &kept, &grantless] {
             tokens.add(each).await.unwrap();
         }
+        let revocations = store.revocations();
 
-        // Only that grant's unrevoked tokens are counted and changed; an earlier revocation
-        // instant stays.
-        assert_eq!(
-            tokens
-                .revoke_for_grant("grant-1", at_micros(30))
+        // Only that grant's unrevoked tokens, expired or not, are changed; an earlier
+        // revocation instant stays.
+        assert!(
+            revocations
+                .revoke_grant(
+                    "grant-1",
+                    at_micros(30),
+                    &grant_event("set-1", "grant-1", &[], at_micros(30)),
+                )
                 .await
-                .unwrap(),
-            2
+                .unwrap()
         );
         let mut revoked = live.clone();
         revoked.revoked_at = Some(at_micros(30));
@@ -2580,18 +2631,20 @@ mod suite {
         assert_eq!(tokens.find(&kept.handle).await.unwrap(), kept);
         assert_eq!(tokens.find(&grantless.handle).await.unwrap(), grantless);
 
-        // Again, later: nothing left to revoke, and the instants stay.
-        assert_eq!(
-            tokens
-                .revoke_for_grant("grant-1", at_micros(40))
+        // Again, later: nothing is revoked, and the instants stay.
+        assert!(
+            !revocations
+                .revoke_grant(
+                    "grant-1",
+                    at_micros(40),
+                    &grant_event("set-2", "grant-1", &[], at_micros(40)),
+                )
                 .await
-                .unwrap(),
-            0
+                .unwrap()
         );
         assert_eq!(tokens.find(&live.handle).await.unwrap(), revoked);
-        assert_eq!(tokens.revoke_for_grant("grant-3", at(40)).await.unwrap(), 0);
-        // Revoking the tokens leaves the grant: revoking it is the caller's.
-        assert_eq!(store.grants().find("grant-1").await.unwrap(), consent);
+        assert_eq!(tokens.find(&expired.handle).await.unwrap(), expired_revoked);
+        assert_eq!(tokens.find(&kept.handle).await.unwrap(), kept);
     }
 
     pub async fn access_tokens_go_with_their_grant_and_client(store: Arc<dyn Store>) {
@@ -2628,9 +2681,21 @@ mod suite {
             tokens.add(each).await.unwrap();
         }
 
-        // Revoking the grant keeps its tokens: the caller revokes them, or checks the grant.
-        assert!(store.grants().revoke("grant-1", at(1)).await.unwrap());
-        assert_eq!(tokens.find(&own.handle).await.unwrap(), own);
+        // A revoked grant and its revoked tokens go too.
+        assert!(
+            store
+                .revocations()
+                .revoke_grant(
+                    "grant-1",
+                    at(1),
+                    &grant_event("set-1", "grant-1", &[], at(1))
+                )
+                .await
+                .unwrap()
+        );
+        let mut revoked = own.clone();
+        revoked.revoked_at = Some(at(1));
+        assert_eq!(tokens.find(&own.handle).await.unwrap(), revoked);
 
         // Removing a client removes its tokens, with a grant or without, and its grants with
         // their tokens.
@@ -2654,12 +2719,18 @@ mod suite {
                 Err(StoreError::NotFound)
             ));
         }
+        assert_eq!(tokens.find(&kept.handle).await.unwrap(), kept);
         assert!(matches!(
-            tokens.revoke(&by_grant.handle, at(2)).await,
+            store
+                .revocations()
+                .revoke_grant(
+                    "grant-1",
+                    at(3),
+                    &grant_event("set-2", "grant-1", &[], at(3))
+                )
+                .await,
             Err(StoreError::NotFound)
         ));
-        assert_eq!(tokens.find(&kept.handle).await.unwrap(), kept);
-        assert_eq!(tokens.revoke_for_grant("grant-1", at(3)).await.unwrap(), 0);
         assert_eq!(
             tokens
                 .purge_expired(at(0) + Duration::days(1000))
@@ -3668,7 +3739,6 @@ conformance!(
     grant_ids_are_unique_and_name_a_known_client,
     a_grant_is_updated_only_until_it_is_revoked,
     a_grant_records_its_last_use_at_most_once_a_minute,
-    a_grant_is_revoked_once,
     grants_are_listed_per_subject_newest_first,
     grants_go_with_their_client,
     a_code_is_redeemed_once_then_reported_reused,
@@ -3694,13 +3764,13 @@ conformance!(
     a_refresh_token_is_rotated_once,
     a_failed_rotation_leaves_the_old_refresh_token_unrotated,
     refresh_tokens_let_exactly_one_of_many_concurrent_rotations_through,
-    refresh_tokens_are_revoked_per_grant,
+    revoking_a_grant_revokes_its_refresh_tokens_rotated_or_not,
     refresh_tokens_go_with_their_grant_and_client,
     refresh_tokens_purge_removes_only_expired_ones,
     access_tokens_round_trip_with_all_fields,
     access_token_handles_are_unique_and_name_a_known_client_and_grant,
-    an_access_token_is_revoked_once,
-    access_tokens_are_revoked_per_grant,
+    denying_an_access_token_revokes_its_row_alone_even_when_expired,
+    revoking_a_grant_revokes_its_access_tokens_even_expired,
     access_tokens_go_with_their_grant_and_client,
     access_tokens_purge_removes_only_expired_ones,
     revoking_a_grant_revokes_its_tokens_bumps_the_epoch_and_queues_one_event,

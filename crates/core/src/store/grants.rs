@@ -1,5 +1,9 @@
 //! Storage of grants (the customer's consents, FAPI Grant Management) and of the authorization
 //! codes issued under them.
+//!
+//! A grant is revoked only by
+//! [`RevocationStore::revoke_grant`](super::RevocationStore::revoke_grant), which revokes its
+//! tokens with it and moves the revocation epoch in the same transaction.
 
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -29,7 +33,8 @@ pub struct Grant {
     pub updated_at: OffsetDateTime,
     /// When it lapses, if it does.
     pub expires_at: Option<OffsetDateTime>,
-    /// When it was revoked, if it was.
+    /// When it was revoked, if it was, by
+    /// [`RevocationStore::revoke_grant`](super::RevocationStore::revoke_grant).
     pub revoked_at: Option<OffsetDateTime>,
     /// When tokens were last issued under it (code redemption or refresh), to within a minute:
     /// see [`GrantStore::touch`]. `None` until the first use.
@@ -45,7 +50,8 @@ impl Grant {
     }
 }
 
-/// The grants.
+/// The grants. Revoking one is not this store's job but
+/// [`RevocationStore::revoke_grant`](super::RevocationStore::revoke_grant)'s.
 #[async_trait::async_trait]
 pub trait GrantStore: Send + Sync {
     /// Stores a new grant.
@@ -66,13 +72,6 @@ pub trait GrantStore: Send + Sync {
     /// # Errors
     /// [`StoreError::NotFound`] if there is no such unrevoked grant.
     async fn update(&self, grant: &Grant) -> Result<(), StoreError>;
-
-    /// Revokes a grant at `now`; revoking it again changes nothing. Returns whether this call
-    /// revoked it.
-    ///
-    /// # Errors
-    /// [`StoreError::NotFound`] if there is no such grant.
-    async fn revoke(&self, grant_id: &str, now: OffsetDateTime) -> Result<bool, StoreError>;
 
     /// A customer's grants, newest first (the consent page).
     ///

@@ -1,5 +1,8 @@
 //! Storage of refresh tokens: only the hash of the token, the grant it belongs to, and what a
 //! refresh may give.
+//!
+//! Refresh tokens are revoked with their grant, by
+//! [`RevocationStore::revoke_grant`](super::RevocationStore::revoke_grant), never here.
 
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -26,7 +29,8 @@ pub struct StoredRefreshToken {
     pub expires_at: OffsetDateTime,
     /// When it was replaced by a newer token (rotation, `oauth` clients only).
     pub rotated_at: Option<OffsetDateTime>,
-    /// When it was revoked.
+    /// When it was revoked, with its grant, by
+    /// [`RevocationStore::revoke_grant`](super::RevocationStore::revoke_grant).
     pub revoked_at: Option<OffsetDateTime>,
 }
 
@@ -58,16 +62,6 @@ pub trait RefreshTokenStore: Send + Sync {
         new: &StoredRefreshToken,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError>;
-
-    /// Revokes every unrevoked token of a grant at `now`; returns how many.
-    ///
-    /// # Errors
-    /// [`StoreError::Backend`] on database failure.
-    async fn revoke_for_grant(
-        &self,
-        grant_id: &str,
-        now: OffsetDateTime,
-    ) -> Result<u64, StoreError>;
 
     /// Deletes tokens that expired at or before `now`; returns how many.
     ///

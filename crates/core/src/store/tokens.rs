@@ -1,5 +1,9 @@
 //! Storage of opaque access tokens (DESIGN.md, Tokens: for clients or resource servers that
 //! ask for them): only the hash of the token, and what it stands for.
+//!
+//! They are revoked only through [`RevocationStore`](super::RevocationStore): one at a time by
+//! [`deny_access_token`](super::RevocationStore::deny_access_token), or with their grant by
+//! [`revoke_grant`](super::RevocationStore::revoke_grant), each moving the revocation epoch.
 
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -24,7 +28,9 @@ pub struct StoredAccessToken {
     pub created_at: OffsetDateTime,
     /// When it stops working.
     pub expires_at: OffsetDateTime,
-    /// When it was revoked.
+    /// When it was revoked, by
+    /// [`RevocationStore::deny_access_token`](super::RevocationStore::deny_access_token) or, with
+    /// its grant, [`RevocationStore::revoke_grant`](super::RevocationStore::revoke_grant).
     pub revoked_at: Option<OffsetDateTime>,
 }
 
@@ -43,22 +49,6 @@ pub trait AccessTokenStore: Send + Sync {
     /// # Errors
     /// [`StoreError::NotFound`] if there is none.
     async fn find(&self, handle: &SecretHash) -> Result<StoredAccessToken, StoreError>;
-
-    /// Revokes one token at `now`; returns whether this call revoked it.
-    ///
-    /// # Errors
-    /// [`StoreError::NotFound`] if there is no such token.
-    async fn revoke(&self, handle: &SecretHash, now: OffsetDateTime) -> Result<bool, StoreError>;
-
-    /// Revokes every unrevoked token of a grant at `now`; returns how many.
-    ///
-    /// # Errors
-    /// [`StoreError::Backend`] on database failure.
-    async fn revoke_for_grant(
-        &self,
-        grant_id: &str,
-        now: OffsetDateTime,
-    ) -> Result<u64, StoreError>;
 
     /// Deletes tokens that expired at or before `now`; returns how many.
     ///

@@ -103,32 +103,6 @@ impl GrantStore for PgGrants {
         one_row(done.rows_affected())
     }
 
-    async fn revoke(&self, grant_id: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE grants SET revoked_at = $2 WHERE grant_id = $1 AND revoked_at IS NULL",
-        )
-        .bind(grant_id)
-        .bind(now)
-        .execute(&self.0)
-        .await
-        .map_err(from_sqlx)?;
-        if done.rows_affected() > 0 {
-            return Ok(true);
-        }
-        // Nothing changed: either revoked before, or not there at all.
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM grants WHERE grant_id = $1)")
-                .bind(grant_id)
-                .fetch_one(&self.0)
-                .await
-                .map_err(from_sqlx)?;
-        if exists {
-            Ok(false)
-        } else {
-            Err(StoreError::NotFound)
-        }
-    }
-
     async fn list_for_subject(&self, subject: Uuid) -> Result<Vec<Grant>, StoreError> {
         sqlx::query_as::<_, GrantRow>(&format!(
             "SELECT {GRANT_COLUMNS} FROM grants WHERE subject = $1

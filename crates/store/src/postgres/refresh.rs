@@ -132,22 +132,6 @@ impl RefreshTokenStore for PgRefreshTokens {
         Ok(true)
     }
 
-    async fn revoke_for_grant(
-        &self,
-        grant_id: &str,
-        now: OffsetDateTime,
-    ) -> Result<u64, StoreError> {
-        sqlx::query(
-            "UPDATE refresh_tokens SET revoked_at = $2 WHERE grant_id = $1 AND revoked_at IS NULL",
-        )
-        .bind(grant_id)
-        .bind(now)
-        .execute(&self.0)
-        .await
-        .map(|done| done.rows_affected())
-        .map_err(from_sqlx)
-    }
-
     async fn purge_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
         sqlx::query("DELETE FROM refresh_tokens WHERE expires_at <= $1")
             .bind(now)

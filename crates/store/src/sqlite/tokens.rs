@@ -78,48 +78,6 @@ impl AccessTokenStore for SqliteAccessTokens {
         .try_into()
     }
 
-    async fn revoke(&self, handle: &SecretHash, now: OffsetDateTime) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE access_tokens SET revoked_at = ?2 WHERE handle = ?1 AND revoked_at IS NULL",
-        )
-        .bind(handle.as_bytes().as_slice())
-        .bind(to_micros(now))
-        .execute(&self.0)
-        .await
-        .map_err(from_sqlx)?;
-        if done.rows_affected() > 0 {
-            return Ok(true);
-        }
-        // Nothing changed: either revoked before, or not there at all.
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM access_tokens WHERE handle = ?1)")
-                .bind(handle.as_bytes().as_slice())
-                .fetch_one(&self.0)
-                .await
-                .map_err(from_sqlx)?;
-        if exists {
-            Ok(false)
-        } else {
-            Err(StoreError::NotFound)
-        }
-    }
-
-    async fn revoke_for_grant(
-        &self,
-        grant_id: &str,
-        now: OffsetDateTime,
-    ) -> Result<u64, StoreError> {
-        sqlx::query(
-            "UPDATE access_tokens SET revoked_at = ?2 WHERE grant_id = ?1 AND revoked_at IS NULL",
-        )
-        .bind(grant_id)
-        .bind(to_micros(now))
-        .execute(&self.0)
-        .await
-        .map(|done| done.rows_affected())
-        .map_err(from_sqlx)
-    }
-
     async fn purge_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
         sqlx::query("DELETE FROM access_tokens WHERE expires_at <= ?1")
             .bind(to_micros(now))
