@@ -332,6 +332,22 @@ async fn a_customer_logs_in_at_the_account_page_and_withdraws_a_consent_in_headl
         .await;
     let holder = bank.holder(&tpp);
     bank.customer("gail").await;
+    // The accounts API's client, which polls the revocation event feed.
+    let api = bank
+        .tpp_with(
+            "Accounts API",
+            Auth::PrivateKeyJwt,
+            Binding::Dpop,
+            "ES256",
+            &json!({
+                "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
+                "scope": "openid accounts revocation_events",
+            }),
+        )
+        .await;
+    bank.act_for_accounts_api(&api).await;
+    let api_holder = bank.holder(&api);
+    let events_token = api.events_token(app, &api_holder).await;
 
     let driver = Chromedriver::start();
     let browser = driver.session().await;
@@ -357,6 +373,7 @@ async fn a_customer_logs_in_at_the_account_page_and_withdraws_a_consent_in_headl
     let reply = tpp.redeem(app, &holder, &pushed, code).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     let refresh_token = reply.body["refresh_token"].as_str().unwrap().to_owned();
+    let grant_id = reply.body["grant_id"].as_str().unwrap().to_owned();
 
     // Later, without a session: the account page asks for a login, then lists the consent.
     browser.goto(&app.url("/jwks")).await.unwrap();
@@ -381,13 +398,43 @@ async fn a_customer_logs_in_at_the_account_page_and_withdraws_a_consent_in_headl
         assert!(source.contains(shown), "{shown} is not on the page");
     }
     screenshot(&browser, "account").await;
-    browser
-        .find(Locator::Css("form[action^='/account/grants/'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    // The accounts API long-polls the feed while Gail withdraws: the event reaches it within a
+    // second of her click.
+    let poll = async {
+        let reply = api
+            .poll_events(
+                app,
+                &api_holder,
+                &events_token,
+                &json!({"returnImmediately": false}),
+            )
+            .await;
+        (reply, Instant::now())
+    };
+    let click = async {
+        let clicked = Instant::now();
+        browser
+            .find(Locator::Css("form[action^='/account/grants/'] button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        clicked
+    };
+    let ((reply, answered), clicked) = tokio::join!(poll, click);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let sets = reply.body["sets"].as_object().unwrap();
+    assert_eq!(sets.len(), 1, "{}", reply.body);
+    let set = sets.values().next().unwrap().as_str().unwrap();
+    let event = &crate::oauth::claims_of(set)["events"]["urn:portcullis:secevent:grant-revoked"];
+    assert_eq!(event["grant_id"], grant_id.as_str());
+    assert_eq!(event["reason"], "customer_withdrew");
+    assert!(
+        answered.saturating_duration_since(clicked) <= Duration::from_secs(1),
+        "the event took {:?}",
+        answered.saturating_duration_since(clicked)
+    );
 
     page(&browser, ".notice").await;
     let source = browser.source().await.unwrap();

@@ -97,6 +97,30 @@ impl Bank {
         &self.f.app
     }
 
+    /// Makes `tpp` the client the accounts API acts as: it introspects, revokes tokens of the
+    /// API's audience and polls the revocation event feed as it.
+    pub(crate) async fn act_for_accounts_api(&self, tpp: &Tpp) {
+        let path: String = format!(
+            "/admin/v1/resources/{}",
+            RESOURCE
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                        char::from(b).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect::<String>()
+        );
+        let body = json!({"name": "Accounts API", "scopes": ["accounts"], "client_id": tpp.id});
+        let reply = self
+            .session
+            .call(self.app(), Method::PUT, &path, Some(&body))
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+
     /// A second server process on the same database and data directory (so the same KEK and
     /// development CA), serving the same issuer as a replica behind a load balancer would.
     pub(crate) async fn replica(&self) -> App {
@@ -416,6 +440,50 @@ impl Tpp {
             ],
         )
         .await
+    }
+
+    /// A client-credentials token for the revocation event feed (`revocation_events` must be in
+    /// the client's `scope` and `client_credentials` in its grant types).
+    pub(crate) async fn events_token(&self, app: &App, holder: &Holder) -> String {
+        let reply = self
+            .token(
+                app,
+                holder,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("scope", "revocation_events"),
+                ],
+            )
+            .await;
+        assert_eq!(reply.status, 200, "events token: {}", reply.body);
+        reply.body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// `POST /events` (RFC 8936 poll) with `body` and `token`, proving possession as for
+    /// userinfo.
+    pub(crate) async fn poll_events(
+        &self,
+        app: &App,
+        holder: &Holder,
+        token: &str,
+        body: &Value,
+    ) -> Reply {
+        let request = match self.binding {
+            Binding::Dpop => {
+                let url = app.url("/events");
+                let now = server_now(app).await;
+                let proof = dpop_proof(&holder.dpop, "POST", &url, Some(token), now);
+                app.client(None)
+                    .post(&url)
+                    .header("Authorization", format!("DPoP {token}"))
+                    .header("DPoP", proof)
+            }
+            Binding::Certificate => app
+                .client(Some(&holder.cert))
+                .post(app.mtls_url("/events"))
+                .header("Authorization", format!("Bearer {token}")),
+        };
+        Reply::send(request.json(body)).await
     }
 
     /// `GET /userinfo` with `token`: a DPoP proof covering it (`ath`) on the main listener, or

@@ -7,26 +7,11 @@
 use portcullis_testkit::app::App;
 use portcullis_testkit::certs::ClientIdentity;
 use portcullis_testkit::db::Backend;
-use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::{Auth, Bank, Binding, Browser, Holder, PASSWORD, REDIRECT, RESOURCE, Tpp};
+use super::{Auth, Bank, Binding, Browser, Holder, PASSWORD, REDIRECT, Tpp};
 use crate::oauth::{Reply, random_id, server_now};
 use crate::support::verify_unexpiring;
-
-/// A percent-encoded path segment.
-fn encode(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
 
 /// The resource server's client: `tls_client_auth` with a CA-issued certificate, so that it
 /// introspects on keep-alive connections without a per-request assertion.
@@ -102,13 +87,7 @@ async fn introspection_of_bound_tokens_and_a_revocation_seen_at_once_by_a_second
         cert: bank.holder(&tpp).cert,
         tpp,
     };
-    let path = format!("/admin/v1/resources/{}", encode(RESOURCE));
-    let body = json!({"name": "Accounts API", "scopes": ["accounts"], "client_id": rs.tpp.id});
-    let reply = bank
-        .session
-        .call(app, Method::PUT, &path, Some(&body))
-        .await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    bank.act_for_accounts_api(&rs.tpp).await;
 
     // Two providers, one with DPoP-bound tokens, one with certificate-bound ones.
     let dpop_tpp = bank.tpp(Auth::PrivateKeyJwt, Binding::Dpop, "ES256").await;
