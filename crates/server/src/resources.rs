@@ -10,8 +10,10 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use portcullis_core::Clock;
+use portcullis_core::client::ClientId;
 use portcullis_core::resource::ResourceServer;
 use portcullis_core::store::{Store, StoreError};
+use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 
 /// The fewest seconds between reloads caused by an unknown `resource`.
@@ -52,12 +54,40 @@ impl Snapshot {
         self.servers.iter()
     }
 
+    /// Whether some resource server acts as `client_id` (introspects, revokes, polls as it).
+    #[must_use]
+    pub fn has_client(&self, client_id: &ClientId) -> bool {
+        self.servers
+            .iter()
+            .any(|rs| rs.client_id.as_ref() == Some(client_id))
+    }
+
+    /// Whether `client_id` is the client of a resource server named by a token's `aud` claim
+    /// (a string or an array of them).
+    #[must_use]
+    pub fn client_in_audience(&self, client_id: &ClientId, aud: Option<&Value>) -> bool {
+        audience(aud).any(|resource| {
+            self.find(resource)
+                .is_some_and(|rs| rs.client_id.as_ref() == Some(client_id))
+        })
+    }
+
     /// Every resource server that serves any of `scopes`.
     pub fn serving<'a>(&'a self, scopes: &'a [String]) -> impl Iterator<Item = &'a ResourceServer> {
         self.servers
             .iter()
             .filter(move |rs| rs.metadata.scopes.iter().any(|s| scopes.contains(s)))
     }
+}
+
+/// The values of a token's `aud` claim: one string or an array of them.
+pub fn audience(aud: Option<&Value>) -> impl Iterator<Item = &str> {
+    let (one, many) = match aud {
+        Some(Value::String(a)) => (Some(a.as_str()), None),
+        Some(Value::Array(values)) => (None, Some(values.iter().filter_map(Value::as_str))),
+        _ => (None, None),
+    };
+    one.into_iter().chain(many.into_iter().flatten())
 }
 
 /// The per-replica cache.

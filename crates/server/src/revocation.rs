@@ -148,15 +148,9 @@ pub async fn revoke_access_token(
         .and_then(Value::as_i64)
         .and_then(|exp| OffsetDateTime::from_unix_timestamp(exp).ok())
         .unwrap_or(now);
-    let audience: Vec<String> = match claims.get("aud") {
-        Some(Value::String(a)) => vec![a.clone()],
-        Some(Value::Array(values)) => values
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
-        _ => Vec::new(),
-    };
+    let audience: Vec<String> = crate::resources::audience(claims.get("aud"))
+        .map(str::to_owned)
+        .collect();
     let recipients = recipients(state, |_| audience.clone()).await?;
     let mut detail = Map::new();
     detail.insert("jti".into(), jti.into());

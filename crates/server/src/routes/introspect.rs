@@ -129,16 +129,8 @@ async fn access_token_for(
         .snapshot()
         .await
         .map_err(|e| server_error("introspect: resource servers", &e))?;
-    let mine = |resource: &str| {
-        snapshot
-            .find(resource)
-            .is_some_and(|rs| rs.client_id.as_ref() == Some(&caller.client.client_id))
-    };
     // A client no resource server acts as learns nothing about access tokens: not its own.
-    if !snapshot
-        .all()
-        .any(|rs| rs.client_id.as_ref() == Some(&caller.client.client_id))
-    {
+    if !snapshot.has_client(&caller.client.client_id) {
         return Ok(None);
     }
     let claims = match crate::liveness::live_claims(state, token, now).await {
@@ -146,12 +138,7 @@ async fn access_token_for(
         Ok(None) => return Ok(None),
         Err(e) => return Err(server_error("introspect: access tokens", &e)),
     };
-    let for_caller = match claims.get("aud") {
-        Some(Value::String(a)) => mine(a),
-        Some(Value::Array(values)) => values.iter().filter_map(Value::as_str).any(mine),
-        _ => false,
-    };
-    if !for_caller {
+    if !snapshot.client_in_audience(&caller.client.client_id, claims.get("aud")) {
         return Ok(None);
     }
     let token_type = if claims.get("cnf").and_then(|c| c.get("jkt")).is_some() {

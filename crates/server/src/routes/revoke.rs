@@ -170,16 +170,9 @@ async fn access_token(
             .snapshot()
             .await
             .map_err(|e| server_error("revoke: resource servers", &e))?;
-        let mine = |resource: &str| {
-            snapshot
-                .find(resource)
-                .is_some_and(|rs| rs.client_id.as_ref() == Some(&caller.client.client_id))
-        };
-        Ok::<bool, ErrorResponse>(match claims.get("aud") {
-            Some(Value::String(a)) => mine(a),
-            Some(Value::Array(values)) => values.iter().filter_map(Value::as_str).any(mine),
-            _ => false,
-        })
+        Ok::<bool, ErrorResponse>(
+            snapshot.client_in_audience(&caller.client.client_id, claims.get("aud")),
+        )
     };
     let reason = if own {
         Reason::Client(caller.client.client_id.clone())
