@@ -168,10 +168,7 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Response {
     let client_id = caller.client.client_id;
     match state.resources.snapshot().await {
         Ok(snapshot) => {
-            if !snapshot
-                .all()
-                .any(|rs| rs.client_id.as_ref() == Some(&client_id))
-            {
+            if !snapshot.has_client(&client_id) {
                 return poll_error(
                     StatusCode::FORBIDDEN,
                     "access_denied",
