@@ -406,3 +406,49 @@ async fn tampered_tokens_are_inactive_at_introspection() {
         true
     );
 }
+
+#[tokio::test]
+async fn an_opaque_access_token_is_introspected_and_revoked_like_a_jwt() {
+    let h = harness().await;
+    let f = flow(&h).await;
+    let rs = resource_server_client(&h).await;
+    let mut server = h
+        .state
+        .store
+        .resource_servers()
+        .find(ACCOUNTS)
+        .await
+        .unwrap();
+    server.metadata.token_format = portcullis_core::client::settings::TokenFormat::Opaque;
+    h.state
+        .store
+        .resource_servers()
+        .update(&server)
+        .await
+        .unwrap();
+    h.state.resources.invalidate();
+    let t = issue(&h, &f).await;
+    assert_eq!(t.access.split('.').count(), 1, "a reference");
+
+    let live = introspect(&h, Some(&rs), &t.access).await.body;
+    assert_eq!(live["active"], true, "{live}");
+    assert_eq!(live["token_type"], "DPoP");
+    assert_eq!(live["cnf"], json!({ "jkt": thumbprint(&t.key) }));
+    assert_eq!(live["grant_id"], f.grant_id);
+    assert!(live["jti"].is_string() && live["auth_time"].is_i64());
+
+    revoked_ok(&revoke(&h, Some(&f.tpp), &t.access, Some("access_token")).await);
+    assert_eq!(
+        introspect(&h, Some(&rs), &t.access).await.body,
+        json!({ "active": false })
+    );
+    assert_eq!(
+        userinfo(&h, &t.access, &t.key).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let events = events_for(&h, &rs).await;
+    assert_eq!(
+        events[0]["events"][crate::revocation::TOKEN_REVOKED]["jti"],
+        live["jti"]
+    );
+}
