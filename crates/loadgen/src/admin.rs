@@ -71,5 +71,8 @@ pub async fn call(
         }
         return Ok((status, text));
     }
-    anyhow::bail!("{} {url}: the server asked for a DPoP nonce twice", call.method)
+    anyhow::bail!(
+        "{} {url}: the server asked for a DPoP nonce twice",
+        call.method
+    )
 }

@@ -100,9 +100,7 @@ impl Endpoint {
             host: HeaderValue::try_from(authority).context("the Host header")?,
             server_name: ServerName::try_from(name.to_owned())
                 .with_context(|| format!("{name} is not a server name"))?,
-            path: path
-                .parse()
-                .with_context(|| format!("the path of {url}"))?,
+            path: path.parse().with_context(|| format!("the path of {url}"))?,
             tls,
         })
     }
@@ -113,7 +111,9 @@ impl Endpoint {
     /// When `path` is not an absolute path.
     pub fn with_path(&self, path: &str) -> anyhow::Result<Self> {
         let mut other = self.clone();
-        other.path = path.parse().with_context(|| format!("{path} is not a path"))?;
+        other.path = path
+            .parse()
+            .with_context(|| format!("{path} is not a path"))?;
         Ok(other)
     }
 

@@ -1,5 +1,7 @@
-//! CPU time of a process from Linux `/proc/<pid>/stat`, so that the report can say how much of
-//! the machine the load tool and the server each took. Elsewhere the figures are simply absent.
+//! CPU time of a process from Linux `/proc/<pid>/stat`, and of the whole machine from
+//! `/proc/stat`, so that the report can say how much of the machine the load tool and the server
+//! each took, and how much went elsewhere (the database's processes, the kernel, anything else
+//! running). Elsewhere the figures are simply absent.
 
 use std::time::Duration;
 
@@ -21,12 +23,41 @@ pub fn process_cpu(pid: &str) -> Option<Duration> {
     Some(Duration::from_millis(ticks * 1000 / TICKS_PER_SEC))
 }
 
-/// CPU time of this process and, optionally, of the server over a window.
+/// Busy CPU time of the whole machine so far, summed over its cores: everything but idle and
+/// waiting for I/O (proc(5), the `cpu` line of `/proc/stat`).
+#[must_use]
+pub fn machine_busy() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice, already in user/nice]
+    let total: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3)? + ticks.get(4).copied().unwrap_or(0);
+    Some(Duration::from_millis(
+        total.saturating_sub(idle) * 1000 / TICKS_PER_SEC,
+    ))
+}
+
+/// The CPU time taken over a window.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    /// By this process.
+    pub own: Option<Duration>,
+    /// By the server, when its process id was given.
+    pub server: Option<Duration>,
+    /// By the whole machine.
+    pub machine: Option<Duration>,
+}
+
+/// CPU time of this process, of the whole machine and, optionally, of the server over a window.
 #[derive(Debug, Clone, Copy)]
 pub struct Meter {
     server_pid: Option<u32>,
-    own_before: Option<Duration>,
-    server_before: Option<Duration>,
+    before: Usage,
 }
 
 impl Meter {
@@ -35,23 +66,32 @@ impl Meter {
     pub fn start(server_pid: Option<u32>) -> Self {
         Self {
             server_pid,
-            own_before: process_cpu("self"),
-            server_before: server_pid.and_then(|pid| process_cpu(&pid.to_string())),
+            before: Self::now(server_pid),
         }
     }
 
-    /// The CPU time this process and the server took since [`Meter::start`], where `/proc` can
-    /// say.
+    fn now(server_pid: Option<u32>) -> Usage {
+        Usage {
+            own: process_cpu("self"),
+            server: server_pid.and_then(|pid| process_cpu(&pid.to_string())),
+            machine: machine_busy(),
+        }
+    }
+
+    /// The CPU time this process, the server and the machine took since [`Meter::start`],
+    /// where `/proc` can say.
     #[must_use]
-    pub fn stop(self) -> (Option<Duration>, Option<Duration>) {
-        let own = process_cpu("self")
-            .zip(self.own_before)
-            .map(|(after, before)| after.saturating_sub(before));
-        let server = self
-            .server_pid
-            .and_then(|pid| process_cpu(&pid.to_string()))
-            .zip(self.server_before)
-            .map(|(after, before)| after.saturating_sub(before));
-        (own, server)
+    pub fn stop(self) -> Usage {
+        let after = Self::now(self.server_pid);
+        let since = |after: Option<Duration>, before: Option<Duration>| {
+            after
+                .zip(before)
+                .map(|(after, before)| after.saturating_sub(before))
+        };
+        Usage {
+            own: since(after.own, self.before.own),
+            server: since(after.server, self.before.server),
+            machine: since(after.machine, self.before.machine),
+        }
     }
 }

@@ -237,10 +237,8 @@ pub struct Outcome {
     pub measured: Tally,
     /// From the end of the warmup until the last worker stopped.
     pub window: Duration,
-    /// CPU time of this process during the window, when `/proc` can say.
-    pub own_cpu: Option<Duration>,
-    /// CPU time of the server process during the window, when asked for and `/proc` can say.
-    pub server_cpu: Option<Duration>,
+    /// CPU time of this process, the server and the machine during the window.
+    pub cpu: crate::cpu::Usage,
     /// Whether the workers kept their session cookies.
     pub reuse_session: bool,
 }
@@ -800,15 +798,13 @@ pub async fn run(
         warmup,
         measured,
         window,
-        own_cpu,
-        server_cpu,
+        cpu,
     } = window.collect(workers, server_pid).await?;
     Ok(Outcome {
         warmup,
         measured,
         window,
-        own_cpu,
-        server_cpu,
+        cpu,
         reuse_session,
     })
 }

@@ -3,8 +3,8 @@
 //!
 //! Each worker is one keep-alive HTTP/1.1 connection to the mTLS listener, authenticated by the
 //! resource server's client certificate at the handshake (`self_signed_tls_client_auth` or
-//! `tls_client_auth`, RFC 8705 §2), so a request carries nothing but `token=…`: no client
-//! assertion to sign per request. The workers go round the hot set, each from its own place in
+//! `tls_client_auth`, RFC 8705 §2), so a request carries nothing but `token=…&client_id=…`: no
+//! client assertion to sign per request. The workers go round the hot set, each from its own place in
 //! it. Every answer must be `200` with `"active": true`; anything else is a failure, counted by
 //! kind.
 //!
@@ -36,12 +36,12 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
 /// What the workers ask.
 #[derive(Debug)]
 pub enum Ask {
-    /// `POST token=…` for each token of the hot set in turn, expecting `"active": true`.
+    /// `POST token=…&client_id=…` for each token of the hot set in turn, expecting `"active": true`.
     Introspect {
         /// The hot set.
         tokens: Vec<String>,
         /// The revocation check, if asked for.
-        revocation: Option<Revocation>,
+        revocation: Option<Box<Revocation>>,
     },
     /// `GET` of another path on the same listener and connections, expecting `200`: the TLS
     /// and HTTP ceiling for the same load.
@@ -69,6 +69,8 @@ pub struct Revocation {
 pub struct Target {
     /// The introspection endpoint (on the mTLS listener), with the client certificate.
     pub endpoint: Endpoint,
+    /// The resource server's client: the `client_id` that goes with each token (RFC 8705 §2).
+    pub client_id: String,
     /// What each request asks.
     pub ask: Ask,
     /// Per-request timeout.
@@ -153,6 +155,9 @@ struct Shared {
 /// The token of the hot set that the revocation check revokes.
 const REVOKED: usize = 0;
 
+/// The protocol of every answer, as the report names it.
+const HTTP_1_1: &str = "HTTP/1.1";
+
 /// What an answer says.
 enum Verdict {
     /// `200` with `"active": true` (or `200` for the ceiling).
@@ -183,11 +188,9 @@ fn verdict(status: StatusCode, body: &[u8], ceiling: bool) -> Verdict {
             },
         };
     }
-    let code = serde_json::from_slice::<Value>(body).ok().and_then(|json| {
-        json.get("error")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    });
+    let code = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|json| json.get("error").and_then(Value::as_str).map(str::to_owned));
     Verdict::Failed {
         kind: match code {
             Some(code) => format!("{} {code}", status.as_u16()),
@@ -206,23 +209,18 @@ impl Shared {
         }
     }
 
-    /// Tallies the verdict on the introspection of token `index`, asked at `started` and
-    /// answered at `answered`.
+    /// Tallies the verdict on the introspection of token `index`, sent at `sent` and answered
+    /// at `answered`.
     fn judge(
         &self,
         tally: &mut Tally,
         index: usize,
         verdict: Verdict,
-        started: Instant,
+        sent: Instant,
         answered: Instant,
-        latency: Duration,
     ) {
-        let revocation_sent = self.clock.sent.get().is_some_and(|&sent| sent <= answered);
-        let asked_after = self
-            .clock
-            .answered
-            .get()
-            .is_some_and(|&done| done <= started);
+        let revocation_sent = self.clock.sent.get().is_some_and(|&at| at <= answered);
+        let asked_after = self.clock.answered.get().is_some_and(|&done| done <= sent);
         let revoked = index == REVOKED && self.ceiling.is_none();
         let right = match (verdict, revoked) {
             (Verdict::Failed { kind, detail }, _) => {
@@ -231,9 +229,11 @@ impl Shared {
             }
             (Verdict::Active, false) => true,
             (Verdict::Inactive, false) => {
-                tally.answers.fail("200 active:false for a live token".into(), || {
-                    format!("token #{index} of the hot set")
-                });
+                tally
+                    .answers
+                    .fail("200 active:false for a live token".into(), || {
+                        format!("token #{index} of the hot set")
+                    });
                 false
             }
             (Verdict::Active, true) if asked_after => {
@@ -266,7 +266,7 @@ impl Shared {
         };
         if right {
             tally.answers.successes += 1;
-            tally.answers.latencies.push(latency);
+            tally.answers.latencies.push(answered - sent);
         }
     }
 }
@@ -278,7 +278,7 @@ async fn worker(shared: Arc<Shared>, first: usize, window: Window) -> Phases<Tal
     let mut connection: Option<Connection> = None;
     let tokens = shared.bodies.len().max(1);
     let mut next = first % tokens;
-    while let Some((tally, started)) = phases.next() {
+    while let Some((tally, _)) = phases.next() {
         let index = next;
         next = (next + 1) % tokens;
         tally.answers.requests += 1;
@@ -297,13 +297,12 @@ async fn worker(shared: Arc<Shared>, first: usize, window: Window) -> Phases<Tal
         match open.send(shared.request(index), shared.timeout).await {
             Ok((status, body)) => {
                 let answered = Instant::now();
-                *tally
-                    .answers
-                    .versions
-                    .entry("HTTP/1.1".into())
-                    .or_default() += 1;
+                match tally.answers.versions.get_mut(HTTP_1_1) {
+                    Some(count) => *count += 1,
+                    None => drop(tally.answers.versions.insert(HTTP_1_1.into(), 1)),
+                }
                 let verdict = verdict(status, &body, shared.ceiling.is_some());
-                shared.judge(tally, index, verdict, started, answered, answered - sent);
+                shared.judge(tally, index, verdict, sent, answered);
             }
             Err(fault) => {
                 tally.answers.fail(fault.kind().into(), || fault.detail());
@@ -394,6 +393,7 @@ async fn preflight(shared: &Shared) -> anyhow::Result<()> {
 pub async fn run(target: Target, load: Load, server_pid: Option<u32>) -> anyhow::Result<Outcome> {
     let Target {
         endpoint,
+        client_id,
         ask,
         timeout,
     } = target;
@@ -410,6 +410,7 @@ pub async fn run(target: Target, load: Load, server_pid: Option<u32>) -> anyhow:
         .map(|token| {
             let body = url::form_urlencoded::Serializer::new(String::new())
                 .append_pair("token", token)
+                .append_pair("client_id", &client_id)
                 .finish();
             Bytes::from(body)
         })
@@ -430,7 +431,7 @@ pub async fn run(target: Target, load: Load, server_pid: Option<u32>) -> anyhow:
     let revoker = match (revocation, tokens.into_iter().nth(REVOKED)) {
         (Some(revocation), Some(token)) => Some(tokio::spawn(revoke(
             Arc::clone(&shared),
-            revocation,
+            *revocation,
             token,
             window.measure_from + load.duration / 2,
             window.measure_from,

@@ -224,11 +224,9 @@ impl ClientKey {
         &self,
     ) -> anyhow::Result<(CertificateDer<'static>, PrivateKeyDer<'static>)> {
         let pkcs8 = PrivatePkcs8KeyDer::from(self.pkcs8.clone());
-        let pair = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
-            &pkcs8,
-            &rcgen::PKCS_ECDSA_P256_SHA256,
-        )
-        .context("the key as an rcgen key pair")?;
+        let pair =
+            rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, &rcgen::PKCS_ECDSA_P256_SHA256)
+                .context("the key as an rcgen key pair")?;
         let mut params = rcgen::CertificateParams::default();
         params
             .distinguished_name

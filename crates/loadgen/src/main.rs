@@ -78,19 +78,27 @@ enum Command {
     Admin(AdminArgs),
 }
 
-/// The server and the client, for `token` and `flow`.
+/// The server.
 #[derive(Debug, clap::Args)]
-struct ClientArgs {
-    /// The issuer identifier, exactly as the server publishes it (the assertion's `aud`); the
-    /// endpoints are `<issuer>/token` and so on.
+struct ServerArgs {
+    /// The issuer identifier, exactly as the server publishes it: the assertions' `aud`, and the
+    /// base of the endpoints (`<issuer>/token`, its metadata at
+    /// `<issuer>/.well-known/openid-configuration`, and so on).
     #[arg(long, value_name = "URL")]
     issuer: String,
     /// PEM file of the CA that issued the server's certificate (the only trusted root).
     #[arg(long, value_name = "PEM")]
     ca_file: PathBuf,
+}
+
+/// The server and the client, for `token`, `flow` and `admin`.
+#[derive(Debug, clap::Args)]
+struct ClientArgs {
+    #[command(flatten)]
+    server: ServerArgs,
     /// The client's client_id, e.g. as `portcullis admin bootstrap` or `portcullis clients
     /// create` prints it.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", allow_hyphen_values = true)]
     client_id: String,
     /// The client's private EC P-256 JWK, as `portcullis admin bootstrap --key-file` or
     /// `portcullis-load keygen` writes it.
@@ -176,18 +184,14 @@ struct FlowArgs {
 /// Options of `portcullis-load introspect`.
 #[derive(Debug, clap::Args)]
 struct IntrospectArgs {
-    /// The issuer identifier, exactly as the server publishes it; its metadata
-    /// (`/.well-known/openid-configuration`) names the introspection endpoint on the mTLS
-    /// listener (`mtls_endpoint_aliases`) and the revocation endpoint.
-    #[arg(long, value_name = "URL")]
-    issuer: String,
-    /// PEM file of the CA that issued the server's certificate (the only trusted root).
-    #[arg(long, value_name = "PEM")]
-    ca_file: PathBuf,
+    /// The server; its metadata names the introspection endpoint on the mTLS listener
+    /// (`mtls_endpoint_aliases`) and the token and revocation endpoints.
+    #[command(flatten)]
+    server: ServerArgs,
     /// The resource server's client: the client_id that a registered resource server names.
     /// It introspects with no per-request credentials: its TLS client certificate is checked
     /// (self_signed_tls_client_auth or tls_client_auth, RFC 8705 §2).
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", allow_hyphen_values = true)]
     client_id: String,
     /// For a self_signed_tls_client_auth client: its private EC P-256 JWK (as `portcullis-load
     /// keygen` writes it), whose public JWK it registered; a self-signed certificate is made
@@ -208,7 +212,12 @@ struct IntrospectArgs {
     /// The client that gets the hot set of access tokens (client_credentials with a fresh
     /// private_key_jwt assertion and DPoP proof each), and that revokes one of them for
     /// --revoke-check.
-    #[arg(long, value_name = "ID", required_unless_present = "ceiling")]
+    #[arg(
+        long,
+        value_name = "ID",
+        allow_hyphen_values = true,
+        required_unless_present = "ceiling"
+    )]
     tpp_client_id: Option<String>,
     /// That client's private EC P-256 JWK.
     #[arg(long, value_name = "JWK", required_unless_present = "ceiling")]
@@ -298,11 +307,11 @@ async fn token(args: TokenArgs) -> anyhow::Result<bool> {
     let key = ClientKey::from_jwk_file(&client.key_file)?;
     // One client for all workers, keeping one idle connection per worker.
     let http = http_client(
-        &ca_certificate(&client.ca_file)?,
+        &ca_certificate(&client.server.ca_file)?,
         usize::from(load_args.concurrency),
         Duration::from_secs(load_args.timeout_secs),
     )?;
-    let token_url = format!("{}/token", client.issuer.trim_end_matches('/'));
+    let token_url = format!("{}/token", client.server.issuer.trim_end_matches('/'));
     let load = load_args.load();
     println!("portcullis-load token: POST {token_url}");
     println!(
@@ -317,7 +326,7 @@ async fn token(args: TokenArgs) -> anyhow::Result<bool> {
         load.concurrency, load.concurrency, load_args.warmup_secs, load_args.duration_secs
     );
     let target = Target {
-        issuer: client.issuer,
+        issuer: client.server.issuer,
         token_url,
         client_id: client.client_id,
         scope,
@@ -340,10 +349,10 @@ async fn flow(args: FlowArgs) -> anyhow::Result<bool> {
         load: load_args,
     } = args;
     let key = ClientKey::from_jwk_file(&client.key_file)?;
-    let ca = ca_certificate(&client.ca_file)?;
+    let ca = ca_certificate(&client.server.ca_file)?;
     let timeout = Duration::from_secs(load_args.timeout_secs);
     let load = load_args.load();
-    let issuer = client.issuer.trim_end_matches('/');
+    let issuer = client.server.issuer.trim_end_matches('/');
     println!("portcullis-load flow: complete FAPI 2.0 authorization code flows at {issuer}");
     println!(
         "  client {}, scope {scope:?}, redirect_uri {redirect_uri}, customer {username:?}",
@@ -371,7 +380,7 @@ async fn flow(args: FlowArgs) -> anyhow::Result<bool> {
         load_args.duration_secs
     );
     let target = flow::Target {
-        issuer: client.issuer,
+        issuer: client.server.issuer,
         client_id: client.client_id,
         key,
         redirect_uri,
@@ -443,11 +452,11 @@ fn identity(
 
 async fn introspect(args: IntrospectArgs) -> anyhow::Result<bool> {
     let timeout = Duration::from_secs(args.load.timeout_secs);
-    let http = http_client(&ca_certificate(&args.ca_file)?, 16, timeout)?;
-    let issuer = args.issuer.trim_end_matches('/').to_owned();
+    let http = http_client(&ca_certificate(&args.server.ca_file)?, 16, timeout)?;
+    let issuer = args.server.issuer.trim_end_matches('/').to_owned();
     let metadata = discover(&http, &issuer).await?;
     let introspection_url = endpoint_of(&metadata, "introspection_endpoint", true)?;
-    let tls = conn::tls_config(&args.ca_file, Some(identity(&args)?))?;
+    let tls = conn::tls_config(&args.server.ca_file, Some(identity(&args)?))?;
     let endpoint = conn::Endpoint::new(&introspection_url, tls)?;
     let load = args.load.load();
     let ask = match (&args.ceiling, &args.tpp_client_id, &args.tpp_key_file) {
@@ -487,13 +496,13 @@ async fn introspect(args: IntrospectArgs) -> anyhow::Result<bool> {
             let revocation = args
                 .revoke_check
                 .then(|| -> anyhow::Result<_> {
-                    Ok(introspect::Revocation {
+                    Ok(Box::new(introspect::Revocation {
                         url: endpoint_of(&metadata, "revocation_endpoint", false)?,
                         issuer: issuer.clone(),
                         client_id: tpp.clone(),
                         key: tpp_key,
                         http: http.clone(),
-                    })
+                    }))
                 })
                 .transpose()?;
             introspect::Ask::Introspect { tokens, revocation }
@@ -523,6 +532,7 @@ async fn introspect(args: IntrospectArgs) -> anyhow::Result<bool> {
     );
     let target = introspect::Target {
         endpoint,
+        client_id: args.client_id,
         ask,
         timeout,
     };
@@ -555,10 +565,14 @@ async fn admin_call(args: AdminArgs) -> anyhow::Result<bool> {
             Some(serde_json::from_str::<Value>(&text).context("the body is not JSON")?)
         }
     };
-    let http = http_client(&ca_certificate(&client.ca_file)?, 1, Duration::from_secs(30))?;
+    let http = http_client(
+        &ca_certificate(&client.server.ca_file)?,
+        1,
+        Duration::from_secs(30),
+    )?;
     let target = Target {
-        token_url: format!("{}/token", client.issuer.trim_end_matches('/')),
-        issuer: client.issuer,
+        token_url: format!("{}/token", client.server.issuer.trim_end_matches('/')),
+        issuer: client.server.issuer,
         client_id: client.client_id,
         scope,
         resource: None,

@@ -6,16 +6,22 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::cpu::Usage;
 use crate::token::{Failure, Outcome, Tally};
 use crate::{flow, introspect};
+
+/// What `write` writes, as text.
+fn text(write: impl FnOnce(&mut String) -> std::fmt::Result) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = write(&mut out);
+    out
+}
 
 /// The report of `outcome` as text.
 #[must_use]
 pub fn render(outcome: &Outcome) -> String {
-    let mut out = String::new();
-    // Writing to a String cannot fail.
-    let _ = write_report(&mut out, outcome);
-    out
+    text(|out| write_report(out, outcome))
 }
 
 fn write_report(out: &mut String, outcome: &Outcome) -> std::fmt::Result {
@@ -23,8 +29,7 @@ fn write_report(out: &mut String, outcome: &Outcome) -> std::fmt::Result {
         warmup,
         measured,
         window,
-        own_cpu,
-        server_cpu,
+        cpu,
     } = outcome;
     let secs = window.as_secs_f64();
     write_counts(out, warmup, measured, secs)?;
@@ -34,17 +39,14 @@ fn write_report(out: &mut String, outcome: &Outcome) -> std::fmt::Result {
         "latency of successful requests (send to last body byte, signing excluded):",
     )?;
     write_client_cost(out, measured, secs)?;
-    write_cpu(out, *own_cpu, *server_cpu, secs)?;
+    write_cpu(out, cpu, secs)?;
     write_failures(out, &warmup.failures, &measured.failures)
 }
 
 /// The report of an `introspect` run as text.
 #[must_use]
 pub fn render_introspect(outcome: &introspect::Outcome) -> String {
-    let mut out = String::new();
-    // Writing to a String cannot fail.
-    let _ = write_introspect_report(&mut out, outcome);
-    out
+    text(|out| write_introspect_report(out, outcome))
 }
 
 fn write_introspect_report(out: &mut String, outcome: &introspect::Outcome) -> std::fmt::Result {
@@ -109,7 +111,7 @@ fn write_introspect_report(out: &mut String, outcome: &introspect::Outcome) -> s
             }
         )?;
     }
-    write_cpu(out, run.own_cpu, run.server_cpu, secs)?;
+    write_cpu(out, &run.cpu, secs)?;
     write_failures(out, &warmup.failures, &measured.failures)
 }
 
@@ -159,25 +161,87 @@ fn write_latency(out: &mut String, measured: &Tally, heading: &str) -> std::fmt:
         )?,
         None => writeln!(out, "  (no successful requests)")?,
     }
+    write_histogram(out, &latencies)
+}
+
+/// The share of sorted `latencies` in each power-of-two bucket from 1/8 ms up, from the first
+/// bucket that holds any to the last.
+fn write_histogram(out: &mut String, latencies: &[Duration]) -> std::fmt::Result {
+    if latencies.is_empty() {
+        return Ok(());
+    }
+    let total = u64_to_f64(u64::try_from(latencies.len()).unwrap_or(u64::MAX));
+    let mut buckets: Vec<(Duration, usize)> = Vec::new();
+    let mut bound = Duration::from_micros(125);
+    let mut below = 0;
+    while below < latencies.len() {
+        // The index of the first latency above the bound.
+        let upto = latencies.partition_point(|l| *l <= bound);
+        buckets.push((bound, upto - below));
+        below = upto;
+        bound *= 2;
+    }
+    let first = buckets.iter().position(|(_, n)| *n > 0).unwrap_or(0);
+    let cells: Vec<String> = buckets
+        .iter()
+        .skip(first)
+        .map(|(bound, n)| {
+            let share = u64_to_f64(u64::try_from(*n).unwrap_or(u64::MAX)) * 100.0 / total;
+            format!("\u{2264}{} {share:.1}%", ms_short(*bound))
+        })
+        .collect();
+    for row in cells.chunks(6) {
+        writeln!(out, "  {}", row.join("  "))?;
+    }
     Ok(())
 }
 
-/// The CPU time of the load tool and the server over the measured window, as cores.
-fn write_cpu(
-    out: &mut String,
-    own_cpu: Option<Duration>,
-    server_cpu: Option<Duration>,
-    secs: f64,
-) -> std::fmt::Result {
+/// A bucket bound in milliseconds, without needless decimals.
+fn ms_short(bound: Duration) -> String {
+    let ms = bound.as_secs_f64() * 1e3;
+    if ms >= 1.0 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{ms} ms")
+    }
+}
+
+/// The CPU time of the load tool, the server, the rest and the whole machine over the measured
+/// window, as cores.
+fn write_cpu(out: &mut String, cpu: &Usage, secs: f64) -> std::fmt::Result {
     writeln!(
         out,
         "CPU during the measured window (from /proc; 1.00 = one core busy):"
     )?;
-    writeln!(out, "  load tool   {}", cores(own_cpu, secs))?;
-    match server_cpu {
-        Some(_) => writeln!(out, "  server      {}", cores(server_cpu, secs)),
-        None => writeln!(out, "  server      (pass --server-pid to measure)"),
+    writeln!(out, "  load tool   {}", cores(cpu.own, secs))?;
+    match cpu.server {
+        Some(_) => writeln!(out, "  server      {}", cores(cpu.server, secs))?,
+        None => writeln!(out, "  server      (pass --server-pid to measure)")?,
     }
+    if let (Some(machine), Some(own)) = (cpu.machine, cpu.own) {
+        let rest = machine
+            .saturating_sub(own)
+            .saturating_sub(cpu.server.unwrap_or_default());
+        writeln!(
+            out,
+            "  elsewhere   {} (the database's processes, the kernel, anything else running{})",
+            cores(Some(rest), secs),
+            if cpu.server.is_some() {
+                ""
+            } else {
+                ", the server"
+            }
+        )?;
+        let of = std::thread::available_parallelism()
+            .map(|n| format!(" of {n}"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "  machine     {:.2} cores{of} busy",
+            machine.as_secs_f64() / secs.max(f64::MIN_POSITIVE)
+        )?;
+    }
+    Ok(())
 }
 
 /// The failures by kind over both phases, each with its first answer.
@@ -217,10 +281,7 @@ fn write_failures(
 /// The report of a `flow` run as text.
 #[must_use]
 pub fn render_flow(outcome: &flow::Outcome) -> String {
-    let mut out = String::new();
-    // Writing to a String cannot fail.
-    let _ = write_flow_report(&mut out, outcome);
-    out
+    text(|out| write_flow_report(out, outcome))
 }
 
 fn write_flow_report(out: &mut String, outcome: &flow::Outcome) -> std::fmt::Result {
@@ -228,8 +289,7 @@ fn write_flow_report(out: &mut String, outcome: &flow::Outcome) -> std::fmt::Res
         warmup,
         measured,
         window,
-        own_cpu,
-        server_cpu,
+        cpu,
         reuse_session,
     } = outcome;
     let secs = window.as_secs_f64();
@@ -340,7 +400,7 @@ fn write_flow_report(out: &mut String, outcome: &flow::Outcome) -> std::fmt::Res
          minus requests):\n  {mean_us:.0} µs, {work:.2} s in all = {:.2} cores over the window",
         if secs > 0.0 { work / secs } else { 0.0 }
     )?;
-    write_cpu(out, *own_cpu, *server_cpu, secs)?;
+    write_cpu(out, cpu, secs)?;
     write_failures(out, &warmup.failures, &measured.failures)
 }
 

@@ -79,13 +79,11 @@ impl Window {
             measured.merge(phases.measured);
         }
         let window = self.measure_from.elapsed();
-        let (own_cpu, server_cpu) = meter.stop();
         Ok(Measured {
             warmup,
             measured,
             window,
-            own_cpu,
-            server_cpu,
+            cpu: meter.stop(),
         })
     }
 }
@@ -122,8 +120,6 @@ pub struct Measured<T> {
     pub measured: T,
     /// From the end of the warmup until the last worker stopped.
     pub window: Duration,
-    /// CPU time of this process during the window, when `/proc` can say.
-    pub own_cpu: Option<Duration>,
-    /// CPU time of the server process during the window, when asked for and `/proc` can say.
-    pub server_cpu: Option<Duration>,
+    /// CPU time of this process, the server and the machine during the window.
+    pub cpu: crate::cpu::Usage,
 }
