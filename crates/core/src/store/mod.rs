@@ -29,9 +29,7 @@ use std::fmt;
 
 pub use clients::ClientStore;
 pub use events::SecurityEventStore;
-pub use grants::{
-    CodeStore, Grant, GrantStore, LAST_USED_RESOLUTION_SECS, Redemption, StoredCode,
-};
+pub use grants::{CodeStore, Grant, GrantStore, LAST_USED_RESOLUTION_SECS, Redemption, StoredCode};
 pub use keys::SigningKeyStore;
 pub use pushed::{PushedRequest, PushedRequestStore};
 pub use refresh::{RefreshTokenStore, StoredRefreshToken};

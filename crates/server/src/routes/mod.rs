@@ -15,10 +15,10 @@ pub mod logout;
 pub mod oauth_error;
 pub mod par;
 mod refresh_grant;
-pub mod revoke;
 pub mod register;
 #[cfg(test)]
 mod register_tests;
+pub mod revoke;
 #[cfg(feature = "test-hooks")]
 pub mod test_hooks;
 #[cfg(test)]
@@ -71,7 +71,10 @@ pub fn router() -> Router<AppState> {
         .route(account::PATH, get(account::get))
         .route("/account/login", post(account::login))
         .route("/account/totp", post(account::second_factor))
-        .route("/account/grants/{grant_id}/withdraw", post(account::withdraw))
+        .route(
+            "/account/grants/{grant_id}/withdraw",
+            post(account::withdraw),
+        )
         .route(register::PATH, post(register::post))
         .route(
             "/register/{client_id}",
