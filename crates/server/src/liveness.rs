@@ -224,7 +224,21 @@ pub async fn live_claims(
     token: &str,
     now: OffsetDateTime,
 ) -> Result<Option<Arc<Map<String, Value>>>, StoreError> {
-    Ok(judge(state, token, now).await?.ok())
+    Ok(judge_under(state, token, now, None).await?.ok())
+}
+
+/// As [`live_claims`], under an epoch this request has read already (after it arrived), when
+/// it has one: the client authentication of the same request reads it.
+///
+/// # Errors
+/// [`StoreError`] when the store fails.
+pub async fn live_claims_under(
+    state: &AppState,
+    token: &str,
+    now: OffsetDateTime,
+    epoch: Option<i64>,
+) -> Result<Option<Arc<Map<String, Value>>>, StoreError> {
+    Ok(judge_under(state, token, now, epoch).await?.ok())
 }
 
 /// As [`live_claims`], with the reason a token is not live, for a resource's error description.
@@ -236,9 +250,21 @@ pub async fn judge(
     token: &str,
     now: OffsetDateTime,
 ) -> Result<Result<Arc<Map<String, Value>>, &'static str>, StoreError> {
+    judge_under(state, token, now, None).await
+}
+
+async fn judge_under(
+    state: &AppState,
+    token: &str,
+    now: OffsetDateTime,
+    epoch: Option<i64>,
+) -> Result<Result<Arc<Map<String, Value>>, &'static str>, StoreError> {
     let liveness = &state.liveness;
     let key = *SecretHash::of(token).as_bytes();
-    let epoch = liveness.epochs.read().await?;
+    let epoch = match epoch {
+        Some(epoch) => epoch,
+        None => liveness.epochs.read().await?,
+    };
     if let Some(entry) = liveness.cache.get(epoch, &key) {
         return Ok(if entry.valid_until > now.unix_timestamp() {
             Ok(Arc::clone(&entry.claims))

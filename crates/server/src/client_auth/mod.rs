@@ -209,6 +209,9 @@ pub struct AuthenticatedClient {
     pub metadata: ClientMetadata,
     /// How it authenticated.
     pub method: AuthMethod,
+    /// The revocation epoch this request read to trust the cached registration, if it did: a
+    /// later check in the same request (token liveness) may rely on it instead of reading again.
+    pub epoch: Option<i64>,
 }
 
 /// Why authentication failed.
@@ -342,12 +345,12 @@ impl ClientAuthenticator {
     async fn registered(
         &self,
         client_id: &ClientId,
-    ) -> Result<Option<Arc<(Client, ClientMetadata)>>, ClientAuthError> {
+    ) -> Result<(Option<Arc<(Client, ClientMetadata)>>, Option<i64>), ClientAuthError> {
         let epoch = match &self.clients {
             Some(cache) => {
                 let epoch = cache.epochs.read().await?;
                 if let Some(found) = cache.entries.get(epoch, client_id) {
-                    return Ok(Some(found));
+                    return Ok((Some(found), Some(epoch)));
                 }
                 Some(epoch)
             }
@@ -355,7 +358,7 @@ impl ClientAuthenticator {
         };
         let client = match self.store.clients().find_by_id(client_id).await {
             Ok(client) => client,
-            Err(StoreError::NotFound) => return Ok(None),
+            Err(StoreError::NotFound) => return Ok((None, epoch)),
             Err(e) => return Err(e.into()),
         };
         let metadata = ClientMetadata::from_stored(client.metadata.clone()).map_err(|e| {
@@ -368,7 +371,7 @@ impl ClientAuthenticator {
                 .entries
                 .insert(epoch, client_id.clone(), Arc::clone(&found));
         }
-        Ok(Some(found))
+        Ok((Some(found), epoch))
     }
 
     /// The verifier of `tls_client_auth` certificates, when trust anchors are configured.
@@ -419,7 +422,8 @@ impl ClientAuthenticator {
             basic_attempted,
         };
         let (credentials, client_id) = sort_out(presented.form, basic).map_err(refuse)?;
-        let Some(registered) = self.registered(&client_id).await? else {
+        let (registered, epoch) = self.registered(&client_id).await?;
+        let Some(registered) = registered else {
             return Err(refuse(invalid_client("the client is not registered")));
         };
         let (client, metadata) = (registered.0.clone(), registered.1.clone());
@@ -482,6 +486,7 @@ impl ClientAuthenticator {
             client,
             metadata,
             method: registered,
+            epoch,
         })
     }
 

@@ -133,7 +133,7 @@ async fn access_token_for(
     if !snapshot.has_client(&caller.client.client_id) {
         return Ok(None);
     }
-    let claims = match crate::liveness::live_claims(state, token, now).await {
+    let claims = match crate::liveness::live_claims_under(state, token, now, caller.epoch).await {
         Ok(Some(claims)) => claims,
         Ok(None) => return Ok(None),
         Err(e) => return Err(server_error("introspect: access tokens", &e)),

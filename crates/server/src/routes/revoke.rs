@@ -155,7 +155,7 @@ async fn access_token(
     token: &str,
 ) -> Result<Outcome, ErrorResponse> {
     let now = state.clock.now();
-    let claims = match crate::liveness::live_claims(state, token, now).await {
+    let claims = match crate::liveness::live_claims_under(state, token, now, caller.epoch).await {
         Ok(Some(claims)) => claims,
         // Not ours, tampered, expired or revoked already: nothing to do (RFC 7009 §2.2). An
         // opaque string may still be a refresh token.
