@@ -250,6 +250,22 @@ impl Page {
     pub fn limit(&self) -> u32 {
         self.limit.unwrap_or(100).clamp(1, 500)
     }
+
+    /// `after` as a sequence number of an append-only listing (0 when absent).
+    ///
+    /// # Errors
+    /// `invalid_request` when it is not a non-negative integer.
+    pub fn after_seq(&self) -> Result<i64, OAuthError> {
+        match self.after.as_deref() {
+            None => Ok(0),
+            Some(text) => text.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                OAuthError::new(
+                    ErrorCode::InvalidRequest,
+                    "after must be an event sequence number",
+                )
+            }),
+        }
+    }
 }
 
 /// A request body that must be a JSON object (`Content-Type: application/json`) with the members

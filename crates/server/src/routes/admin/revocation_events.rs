@@ -9,7 +9,6 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
-use portcullis_core::error::{ErrorCode, OAuthError};
 use portcullis_core::store::FeedEvent;
 use serde_json::{Map, Value};
 use utoipa_axum::router::OpenApiRouter;
@@ -56,19 +55,7 @@ async fn list_revocation_events(
     Query(page): Query<Page>,
 ) -> Result<Json<Listing>, AdminError> {
     caller.require(SCOPE)?;
-    let after = match page.after.as_deref() {
-        None => 0,
-        Some(text) => text
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 0)
-            .ok_or_else(|| {
-                OAuthError::new(
-                    ErrorCode::InvalidRequest,
-                    "after must be an event sequence number",
-                )
-            })?,
-    };
+    let after = page.after_seq()?;
     let limit = page.limit();
     let found = state
         .store

@@ -304,16 +304,7 @@ async fn rfc_9701_a_signed_introspection_answer_verifies_with_the_jwks() {
         "application/token-introspection+jwt"
     );
     assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
-    let jwt = String::from_utf8(
-        response
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    let jwt = body_text(response).await;
     let header = portcullis_jose::decode_unverified_header(&jwt).unwrap();
     assert_eq!(header["typ"], "token-introspection+jwt", "RFC 9701 §5");
     let (_, _, jwks) = crate::routes::tests::get(&h.router, "/jwks").await;
@@ -338,20 +329,16 @@ async fn rfc_9701_a_signed_introspection_answer_verifies_with_the_jwks() {
         .oneshot(signed("nope".into()))
         .await
         .unwrap();
-    let jwt = String::from_utf8(
-        response
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    let jwt = body_text(response).await;
     let claims = portcullis_jose::verify_jwt(&jwt, &jwks, &SigningAlg::ALL)
         .unwrap()
         .claims;
     assert_eq!(claims["token_introspection"], json!({ "active": false }));
+}
+
+async fn body_text(response: http::Response<Body>) -> String {
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
 }
 
 /// Changes one claim of a JWT without signing it again.
