@@ -2,6 +2,10 @@
 //! allows: the signing algorithms PS256, ES256 and EdDSA (FAPI2 SP 5.4.1), RSA keys of at least
 //! 2048 bits and EC keys on the curve their algorithm names (SP 5.4.1-2/3), key selection by `kid`
 //! and then `kty`/`alg`/`use`/`crv` (SP 5.4.3), and RFC 7638 thumbprints, which josekit lacks.
+//! [`dpop`] validates and makes RFC 9449 DPoP proofs, for the authorization server, resource
+//! servers and clients alike.
+
+pub mod dpop;
 
 mod alg;
 mod error;

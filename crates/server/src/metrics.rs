@@ -132,7 +132,7 @@ impl Metrics {
 
     /// Counts an open connection until the guard drops.
     #[must_use]
-    pub fn connection_opened(self: &Arc<Self>, listener: ListenerKind) -> ConnectionGuard {
+    pub fn connection_opened(&self, listener: ListenerKind) -> ConnectionGuard {
         let gauge = self
             .connections
             .get_or_create(&ListenerLabels {
@@ -166,6 +166,17 @@ impl Metrics {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
+    }
+}
+
+/// The accept loop reports failed handshakes and open connections here.
+impl crate::tls::listener::ListenerObserver for Metrics {
+    fn handshake_failed(&self, listener: ListenerKind, reason: &'static str) {
+        self.tls_handshake_failed(listener, reason);
+    }
+
+    fn connection_opened(&self, listener: ListenerKind) -> Box<dyn Send> {
+        Box::new(Metrics::connection_opened(self, listener))
     }
 }
 

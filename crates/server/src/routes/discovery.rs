@@ -14,7 +14,7 @@ use portcullis_jose::SigningAlg;
 use crate::app::{AppState, Urls};
 use crate::registration::Registrar;
 use crate::routes::{
-    authorize, grants, introspect, logout, par, register, revoke, token, userinfo,
+    authorize, events, grants, introspect, logout, par, register, revoke, token, userinfo,
 };
 
 /// The metadata document.
@@ -85,6 +85,9 @@ pub struct Metadata {
     pub dpop_signing_alg_values_supported: Vec<&'static str>,
     /// RFC 8705 §3.3.
     pub tls_client_certificate_bound_access_tokens: bool,
+    /// Portcullis's RFC 8936 poll endpoint of revocation events for resource servers (no
+    /// registered metadata name exists for it).
+    pub revocation_events_endpoint: String,
     /// RFC 8705 §5: the endpoints a client doing mutual TLS uses instead.
     pub mtls_endpoint_aliases: serde_json::Map<String, serde_json::Value>,
     /// RFC 7591 §3 / RFC 8414 §2: only when the operator has opened registration.
@@ -122,6 +125,10 @@ impl Metadata {
             "grant_management_endpoint".into(),
             urls.mtls_endpoint(grants::PATH).into(),
         );
+        aliases.insert(
+            "revocation_events_endpoint".into(),
+            urls.mtls_endpoint(events::PATH).into(),
+        );
         Self {
             issuer: urls.issuer.clone(),
             jwks_uri: urls.endpoint("/jwks"),
@@ -132,6 +139,7 @@ impl Metadata {
             introspection_endpoint: urls.endpoint(introspect::PATH),
             introspection_signing_alg_values_supported: algs.clone(),
             revocation_endpoint: urls.endpoint(revoke::PATH),
+            revocation_events_endpoint: urls.endpoint(events::PATH),
             pushed_authorization_request_endpoint: urls.endpoint(par::PATH),
             require_pushed_authorization_requests: true,
             grant_management_endpoint: urls.endpoint(grants::PATH),

@@ -38,7 +38,7 @@ impl DevCaFiles {
 }
 
 fn dev_error(e: impl std::fmt::Display) -> TlsError {
-    TlsError::DevCa(e.to_string())
+    TlsError::Generate(format!("development certificate: {e}"))
 }
 
 /// Loads the development identity from `dir`, creating it first if it does not exist.

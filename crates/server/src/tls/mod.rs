@@ -1,175 +1,30 @@
-//! TLS for both listeners (DESIGN.md, TLS): rustls on aws-lc-rs, TLS 1.3 and TLS 1.2 with the
-//! four ECDHE-AES-GCM suites only (FAPI2 SP 5.2.2-1, BCP195), HTTP/2 and HTTP/1.1 by ALPN.
+//! TLS for both listeners (DESIGN.md, TLS). The generic parts live in `portcullis_verify`, which
+//! resource servers share with us, and are re-exported here under their old paths: the provider
+//! (TLS 1.3, and TLS 1.2 with the four ECDHE-AES-GCM suites only), the server configuration, the
+//! accept loop, the any-certificate verifier, and the client certificate as a request extension.
 //! The main listener never asks for a client certificate; the mTLS listener asks but does not
-//! require one, and accepts any certificate whose handshake signature verifies (see
-//! [`verifier`]); chain and subject checks happen per client in the application.
+//! require one; chain and subject checks happen per client in the application. What is ours
+//! alone is the development CA ([`dev_ca`]).
 
-pub mod client_cert;
 pub mod dev_ca;
-pub mod listener;
-pub mod verifier;
 
-use std::path::Path;
-use std::sync::Arc;
+pub use portcullis_verify::tls::{
+    AnyClientCertificate, ListenerKind, ServerIdentity, TlsError, provider, server_config,
+};
 
-use rustls::crypto::CryptoProvider;
-use rustls::crypto::aws_lc_rs::{self, cipher_suite};
-use rustls::server::ServerConfig;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-
-/// The server's certificate chain and private key.
-pub struct ServerIdentity {
-    /// Leaf first.
-    pub chain: Vec<CertificateDer<'static>>,
-    /// The leaf's private key.
-    pub key: PrivateKeyDer<'static>,
-}
-
-impl std::fmt::Debug for ServerIdentity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerIdentity")
-            .field("chain_len", &self.chain.len())
-            .finish_non_exhaustive()
-    }
-}
-
-/// Why a certificate or key file could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    /// A file could not be read or parsed.
-    #[error("{key}: {message}")]
-    File {
-        /// The configuration key naming the file.
-        key: &'static str,
-        /// What went wrong.
-        message: String,
-    },
-    /// rustls refused the configuration (for example, the key does not match the certificate).
-    #[error("TLS configuration refused: {0}")]
-    Rustls(#[from] rustls::Error),
-    /// The development CA could not be created.
-    #[error("development certificate: {0}")]
-    DevCa(String),
-}
-
-impl ServerIdentity {
-    /// Reads a PEM chain and a PEM private key.
-    ///
-    /// # Errors
-    /// [`TlsError::File`] naming `tls.cert_file` or `tls.key_file`.
-    pub fn from_pem_files(cert_file: &Path, key_file: &Path) -> Result<Self, TlsError> {
-        let file_error =
-            |key: &'static str, path: &Path, e: &dyn std::fmt::Display| TlsError::File {
-                key,
-                message: format!("{}: {e}", path.display()),
-            };
-        let cert_pem =
-            std::fs::read(cert_file).map_err(|e| file_error("tls.cert_file", cert_file, &e))?;
-        let chain = rustls_pemfile::certs(&mut cert_pem.as_slice())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| file_error("tls.cert_file", cert_file, &e))?;
-        if chain.is_empty() {
-            return Err(file_error(
-                "tls.cert_file",
-                cert_file,
-                &"no PEM certificate in the file",
-            ));
-        }
-        let key_pem = zeroize::Zeroizing::new(
-            std::fs::read(key_file).map_err(|e| file_error("tls.key_file", key_file, &e))?,
-        );
-        let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
-            .map_err(|e| file_error("tls.key_file", key_file, &e))?
-            .ok_or_else(|| {
-                file_error("tls.key_file", key_file, &"no PEM private key in the file")
-            })?;
-        Ok(Self { chain, key })
-    }
-}
-
-/// The crypto provider with the cipher suites FAPI 2.0 allows: all TLS 1.3 suites, and for TLS
-/// 1.2 only `ECDHE_{ECDSA,RSA}_WITH_AES_{128,256}_GCM_SHA{256,384}` (SP 5.2.2-1; no CHACHA20 or
-/// CBC on TLS 1.2).
-#[must_use]
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(CryptoProvider {
-        cipher_suites: vec![
-            cipher_suite::TLS13_AES_256_GCM_SHA384,
-            cipher_suite::TLS13_AES_128_GCM_SHA256,
-            cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
-            cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-            cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-            cipher_suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-            cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-        ],
-        ..aws_lc_rs::default_provider()
-    })
-}
-
-/// Which listener a connection came in on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListenerKind {
-    /// The main listener: no client certificate is requested.
-    Main,
-    /// The mTLS listener: a client certificate is requested, not required.
-    Mtls,
-}
-
-impl ListenerKind {
-    /// A short label for logs and metrics.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ListenerKind::Main => "main",
-            ListenerKind::Mtls => "mtls",
-        }
-    }
-}
-
-/// Builds the rustls configuration of one listener.
-///
-/// # Errors
-/// [`TlsError::Rustls`] if rustls refuses the certificate or key.
-pub fn server_config(
-    identity: &ServerIdentity,
-    kind: ListenerKind,
-) -> Result<Arc<ServerConfig>, TlsError> {
-    let provider = provider();
-    let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
-    let builder = match kind {
-        ListenerKind::Main => builder.with_no_client_auth(),
-        ListenerKind::Mtls => builder
-            .with_client_cert_verifier(Arc::new(verifier::AnyClientCertificate::new(&provider))),
+/// The client certificate a request came with (see [`portcullis_verify::certificate`]).
+pub mod client_cert {
+    pub use portcullis_verify::certificate::{
+        CLIENT_CERT_HEADER, CertificateSource, ClientCertificate, is_trusted_proxy,
+        parse_client_cert_header, resolve,
     };
-    let mut config = builder.with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    // RFC 9325 §4.2: the server's cipher-suite preference (AES-256-GCM first) wins.
-    config.ignore_client_order = true;
-    Ok(Arc::new(config))
+    pub use portcullis_verify::tls::ConnectionInfo;
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sp_5_2_2_1_tls12_offers_only_the_four_ecdhe_aes_gcm_suites() {
-        let provider = provider();
-        let tls12: Vec<String> = provider
-            .cipher_suites
-            .iter()
-            .filter(|s| s.version() == &rustls::version::TLS12)
-            .map(|s| format!("{:?}", s.suite()))
-            .collect();
-        assert_eq!(
-            tls12,
-            [
-                "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
-                "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
-                "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
-                "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
-            ]
-        );
-    }
+/// The accept loop (see [`portcullis_verify::tls::serve`]); [`crate::metrics::Metrics`] is its
+/// observer.
+pub mod listener {
+    pub use portcullis_verify::tls::{
+        ConnectionLimits, ListenerObserver, NoObserver, TlsListener, serve,
+    };
 }

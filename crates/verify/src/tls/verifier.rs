@@ -1,8 +1,10 @@
-//! The mTLS listener's client-certificate verifier. It asks for a certificate without requiring
-//! one, and accepts any well-formed X.509 certificate whose handshake signature verifies, that
-//! is, whose private key the client holds. Whether that certificate belongs to a client (PKI chain
-//! and subject for `tls_client_auth`, the registered certificate for
-//! `self_signed_tls_client_auth`, RFC 8705 §2) is decided per client in the application.
+//! The client-certificate verifier of a [`ListenerKind::Mtls`](super::ListenerKind::Mtls)
+//! listener. It asks for a certificate without requiring one, and accepts any well-formed X.509
+//! certificate whose handshake signature verifies, that is, whose private key the client holds.
+//! Whether that certificate means anything is the application's decision: the authorization
+//! server checks it per client (PKI chain and subject for `tls_client_auth`, the registered
+//! certificate for `self_signed_tls_client_auth`, RFC 8705 §2); a resource server compares its
+//! `x5t#S256` with the token's `cnf` (RFC 8705 §3), which needs no chain at all.
 
 use std::sync::Arc;
 

@@ -1,9 +1,11 @@
-//! The client certificate a request came with, as a typed request extension. Handlers read
-//! [`ClientCertificate`] (with its RFC 8705 `x5t#S256`) and never the TLS session or a header.
+//! The client certificate a request came with, as a typed request extension. Handlers read an
+//! `Arc<`[`ClientCertificate`]`>` (with its RFC 8705 `x5t#S256`) and never the TLS session or a
+//! header. The TLS listener of [`crate::tls`] (feature `server`) inserts it; a resource server
+//! with its own listener can build one with [`ClientCertificate::new`] and insert it itself.
 //!
 //! Behind a TLS-terminating proxy the certificate arrives in the RFC 9440 `Client-Cert` header.
 //! That header is believed only from the configured proxy addresses; from anyone else it is
-//! ignored and logged, and it is removed from every request so no handler can read it raw.
+//! ignored and logged, and [`resolve`] removes it from every request so no handler can read it raw.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -13,8 +15,6 @@ use base64::engine::general_purpose::STANDARD;
 use http::HeaderMap;
 use ipnet::IpNet;
 use rustls_pki_types::CertificateDer;
-
-use super::ListenerKind;
 
 /// The RFC 9440 header name.
 pub const CLIENT_CERT_HEADER: &str = "client-cert";
@@ -28,7 +28,11 @@ pub enum CertificateSource {
     TrustedProxy,
 }
 
-/// A client certificate presented with a request.
+/// A client certificate presented with a request, with its `x5t#S256` thumbprint.
+///
+/// Nothing here says the certificate is trustworthy: the TLS handshake (or the proxy) proved only
+/// that the client holds its private key. Compare [`Self::x5t_s256`] with a token's
+/// `cnf.x5t#S256` (RFC 8705 §3), or check the chain yourself.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClientCertificate {
     der: CertificateDer<'static>,
@@ -86,7 +90,7 @@ impl ClientCertificate {
         &self.der
     }
 
-    /// The RFC 8705 §3.1 `x5t#S256` thumbprint.
+    /// The RFC 8705 §3.1 `x5t#S256` thumbprint: base64url (unpadded) SHA-256 of the DER.
     #[must_use]
     pub fn x5t_s256(&self) -> &str {
         &self.x5t_s256
@@ -99,27 +103,19 @@ impl ClientCertificate {
     }
 }
 
-/// What a handler knows about the connection a request came on. Inserted by the accept loop.
-#[derive(Debug, Clone)]
-pub struct ConnectionInfo {
-    /// The peer address (the proxy's, behind a proxy).
-    pub remote_addr: SocketAddr,
-    /// The listener.
-    pub listener: ListenerKind,
-    /// The certificate the client presented in the handshake, if any.
-    pub handshake_certificate: Option<Arc<ClientCertificate>>,
-}
-
 /// Parses an RFC 9440 §2.1 `Client-Cert` value: a structured-field byte sequence, `:base64:`.
+/// Returns `None` unless the bytes are a well-formed X.509 certificate.
 #[must_use]
 pub fn parse_client_cert_header(value: &str) -> Option<CertificateDer<'static>> {
     let inner = value.trim().strip_prefix(':')?.strip_suffix(':')?;
-    let der = STANDARD.decode(inner).ok()?;
-    rustls::server::ParsedCertificate::try_from(&CertificateDer::from(der.as_slice())).ok()?;
-    Some(CertificateDer::from(der))
+    let der = CertificateDer::from(STANDARD.decode(inner).ok()?);
+    // The same X.509 parse rustls applies to a certificate presented in a handshake.
+    webpki::EndEntityCert::try_from(&der).ok()?;
+    Some(der)
 }
 
-/// Whether `addr` is one of the trusted proxies.
+/// Whether `addr` is one of the trusted proxies. An IPv4-mapped IPv6 peer (`::ffff:a.b.c.d`, as
+/// a dual-stack socket reports IPv4 clients) matches IPv4 networks.
 #[must_use]
 pub fn is_trusted_proxy(addr: IpAddr, trusted: &[IpNet]) -> bool {
     let addr = match addr {
@@ -129,33 +125,36 @@ pub fn is_trusted_proxy(addr: IpAddr, trusted: &[IpNet]) -> bool {
     trusted.iter().any(|net| net.contains(&addr))
 }
 
-/// Decides the certificate of a request and strips the `Client-Cert` header.
+/// Decides the certificate of a request, and strips the `Client-Cert` header from `headers`.
 ///
-/// From a trusted proxy, only the header counts: the proxy's own handshake certificate is the
-/// proxy's, not the client's. From anyone else, only the handshake counts, and a `Client-Cert`
-/// header is a spoofing attempt or a misconfiguration, logged and ignored.
+/// `peer` is the address the connection came from and `handshake` the certificate presented in
+/// its TLS handshake, if any. From a trusted proxy, only the header counts: the proxy's own
+/// handshake certificate is the proxy's, not the client's. From anyone else, only the handshake
+/// counts, and a `Client-Cert` header is a spoofing attempt or a misconfiguration, logged and
+/// ignored.
 pub fn resolve(
     headers: &mut HeaderMap,
-    connection: &ConnectionInfo,
+    peer: SocketAddr,
+    handshake: Option<&Arc<ClientCertificate>>,
     trusted: &[IpNet],
 ) -> Option<Arc<ClientCertificate>> {
     let header = headers.remove(CLIENT_CERT_HEADER);
-    if is_trusted_proxy(connection.remote_addr.ip(), trusted) {
+    if is_trusted_proxy(peer.ip(), trusted) {
         let value = header?;
         let parsed = value.to_str().ok().and_then(parse_client_cert_header);
         if parsed.is_none() {
-            tracing::warn!(peer = %connection.remote_addr, "trusted proxy sent a malformed Client-Cert header; ignored");
+            tracing::warn!(%peer, "trusted proxy sent a malformed Client-Cert header; ignored");
         }
         return parsed
             .map(|der| Arc::new(ClientCertificate::new(der, CertificateSource::TrustedProxy)));
     }
     if header.is_some() {
         tracing::warn!(
-            peer = %connection.remote_addr,
+            %peer,
             "Client-Cert header from an address that is not a trusted proxy; ignored"
         );
     }
-    connection.handshake_certificate.clone()
+    handshake.cloned()
 }
 
 #[cfg(test)]
@@ -172,17 +171,15 @@ mod tests {
             .to_vec()
     }
 
-    fn connection(ip: &str, cert: Option<Vec<u8>>) -> ConnectionInfo {
-        ConnectionInfo {
-            remote_addr: SocketAddr::new(ip.parse().unwrap(), 40000),
-            listener: ListenerKind::Mtls,
-            handshake_certificate: cert.map(|d| {
-                Arc::new(ClientCertificate::new(
-                    CertificateDer::from(d),
-                    CertificateSource::Handshake,
-                ))
-            }),
-        }
+    fn peer(ip: &str) -> SocketAddr {
+        SocketAddr::new(ip.parse().unwrap(), 40000)
+    }
+
+    fn handshake(cert: Vec<u8>) -> Arc<ClientCertificate> {
+        Arc::new(ClientCertificate::new(
+            CertificateDer::from(cert),
+            CertificateSource::Handshake,
+        ))
     }
 
     #[test]
@@ -202,7 +199,7 @@ mod tests {
     fn client_cert_header_counts_only_from_trusted_proxies_and_is_always_stripped() {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         let forwarded = cert_der();
-        let own = cert_der();
+        let own = handshake(cert_der());
         let header = || {
             let mut h = HeaderMap::new();
             h.insert(
@@ -215,26 +212,31 @@ mod tests {
         };
 
         let mut from_proxy = header();
-        let got = resolve(
-            &mut from_proxy,
-            &connection("10.1.2.3", Some(own.clone())),
-            &trusted,
-        )
-        .unwrap();
+        let got = resolve(&mut from_proxy, peer("10.1.2.3"), Some(&own), &trusted).unwrap();
         assert_eq!(got.der().as_ref(), forwarded.as_slice());
         assert_eq!(got.source(), CertificateSource::TrustedProxy);
         assert!(from_proxy.get(CLIENT_CERT_HEADER).is_none());
 
         let mut spoofed = header();
-        let got = resolve(
-            &mut spoofed,
-            &connection("192.0.2.7", Some(own.clone())),
-            &trusted,
-        )
-        .unwrap();
-        assert_eq!(got.der().as_ref(), own.as_slice());
+        let got = resolve(&mut spoofed, peer("192.0.2.7"), Some(&own), &trusted).unwrap();
+        assert_eq!(got, own);
         assert!(spoofed.get(CLIENT_CERT_HEADER).is_none());
-        assert!(resolve(&mut header(), &connection("192.0.2.7", None), &trusted).is_none());
+        assert!(resolve(&mut header(), peer("192.0.2.7"), None, &trusted).is_none());
+    }
+
+    #[test]
+    fn a_trusted_proxy_without_the_header_means_no_certificate() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let own = handshake(cert_der());
+        assert!(
+            resolve(
+                &mut HeaderMap::new(),
+                peer("10.1.2.3"),
+                Some(&own),
+                &trusted
+            )
+            .is_none()
+        );
     }
 
     #[test]
@@ -245,5 +247,15 @@ mod tests {
             &trusted
         ));
         assert!(!is_trusted_proxy("::1".parse().unwrap(), &trusted));
+    }
+
+    #[test]
+    fn the_thumbprint_is_rfc_8705_x5t_s256() {
+        use sha2::Digest as _;
+        let der = cert_der();
+        let expected =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&der));
+        let cert = ClientCertificate::new(CertificateDer::from(der), CertificateSource::Handshake);
+        assert_eq!(cert.x5t_s256(), expected);
     }
 }

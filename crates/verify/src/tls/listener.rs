@@ -4,7 +4,12 @@
 //! gets a [`ConnectionInfo`] extension and, when one was presented, the client certificate as an
 //! `Arc<ClientCertificate>` extension. Graceful shutdown: on the signal the loop stops accepting,
 //! open connections finish their requests, and after the grace period they are dropped.
+//!
+//! An upgraded connection (a WebSocket) leaves hyper, and with it this loop's connection limit
+//! and drain: a WebSocket handler should watch the shutdown signal itself and bound its sessions.
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,9 +25,21 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
-use super::ListenerKind;
-use super::client_cert::{CertificateSource, ClientCertificate, ConnectionInfo, resolve};
-use crate::metrics::Metrics;
+use super::{ListenerKind, ServerIdentity, TlsError, server_config};
+use crate::certificate::{CertificateSource, ClientCertificate, resolve};
+
+/// What a handler knows about the connection a request came on: a request extension, inserted
+/// by [`serve`] into every request.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    /// The peer address (the proxy's, behind a proxy).
+    pub remote_addr: SocketAddr,
+    /// The listener.
+    pub listener: ListenerKind,
+    /// The certificate the client presented in the handshake, if any. Handlers should read the
+    /// `Arc<ClientCertificate>` extension instead, which also honours trusted proxies.
+    pub handshake_certificate: Option<Arc<ClientCertificate>>,
+}
 
 /// The limits one listener applies to its connections.
 #[derive(Debug, Clone)]
@@ -35,36 +52,104 @@ pub struct ConnectionLimits {
     pub max_header_bytes: usize,
     /// Most concurrent HTTP/2 streams per connection.
     pub max_concurrent_streams: u32,
-    /// Most open connections.
+    /// Most open connections; further ones wait in the kernel's accept queue.
     pub max_connections: usize,
     /// Time open connections get to finish after shutdown starts.
     pub shutdown_grace: Duration,
-    /// Proxies whose RFC 9440 `Client-Cert` header is believed.
+    /// Proxies whose RFC 9440 `Client-Cert` header is believed (see
+    /// [`resolve`](crate::certificate::resolve)).
     pub trusted_proxies: Arc<[IpNet]>,
 }
 
-/// One TLS listener, ready to serve.
+impl Default for ConnectionLimits {
+    /// The authorization server's defaults: a 10 s handshake, 10 s to send headers, 16 KiB of
+    /// headers, 100 HTTP/2 streams per connection, 10,000 connections, 10 s to drain at
+    /// shutdown, and no trusted proxies.
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            max_concurrent_streams: 100,
+            max_connections: 10_000,
+            shutdown_grace: Duration::from_secs(10),
+            trusted_proxies: Arc::from([]),
+        }
+    }
+}
+
+/// One TLS listener, ready to [`serve`].
 #[derive(Debug)]
 pub struct TlsListener {
     /// Which listener this is.
     pub kind: ListenerKind,
     /// The bound socket.
     pub tcp: TcpListener,
-    /// The rustls configuration.
+    /// The rustls configuration, usually from [`server_config`].
     pub tls: Arc<rustls::ServerConfig>,
 }
+
+impl TlsListener {
+    /// Binds `addr` and builds the rustls configuration for `kind` with [`server_config`].
+    ///
+    /// # Errors
+    /// [`TlsError::Bind`] if the address cannot be bound; [`TlsError::Rustls`] if rustls refuses
+    /// the certificate or key.
+    pub async fn bind(
+        addr: SocketAddr,
+        kind: ListenerKind,
+        identity: &ServerIdentity,
+    ) -> Result<Self, TlsError> {
+        let tls = server_config(identity, kind)?;
+        let tcp = TcpListener::bind(addr)
+            .await
+            .map_err(|source| TlsError::Bind { addr, source })?;
+        Ok(Self { kind, tcp, tls })
+    }
+
+    /// The bound address (to learn the port when bound to port 0).
+    ///
+    /// # Errors
+    /// The socket's error.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// Told about connections by [`serve`], for metrics. Both methods do nothing by default.
+pub trait ListenerObserver: Send + Sync {
+    /// A TLS handshake failed. `reason` is `"error"` (the handshake went wrong) or `"timeout"`
+    /// (it took longer than [`ConnectionLimits::handshake_timeout`]).
+    fn handshake_failed(&self, listener: ListenerKind, reason: &'static str) {
+        let _ = (listener, reason);
+    }
+
+    /// A connection finished its handshake. It counts as open until the returned value is
+    /// dropped, which happens when the connection closes (or is upgraded, see the module docs).
+    fn connection_opened(&self, listener: ListenerKind) -> Box<dyn Send> {
+        let _ = listener;
+        Box::new(())
+    }
+}
+
+/// A [`ListenerObserver`] that observes nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoObserver;
+
+impl ListenerObserver for NoObserver {}
 
 /// Resolves once shutdown has been signalled (or its sender is gone).
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
 }
 
-/// Serves `router` on `listener` until `shutdown` turns true, then drains for the grace period.
+/// Serves `router` on `listener` until `shutdown` turns true (or its sender is dropped), then
+/// lets open connections finish for [`ConnectionLimits::shutdown_grace`] and returns.
 pub async fn serve(
     listener: TlsListener,
     router: Router,
     limits: ConnectionLimits,
-    metrics: Arc<Metrics>,
+    observer: Arc<dyn ListenerObserver>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let kind = listener.kind;
@@ -113,7 +198,7 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let router = router.clone();
         let limits = limits.clone();
-        let metrics = metrics.clone();
+        let observer = observer.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
@@ -123,12 +208,12 @@ pub async fn serve(
             {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
-                    metrics.tls_handshake_failed(kind, "error");
+                    observer.handshake_failed(kind, "error");
                     tracing::debug!(listener = kind.as_str(), peer = %remote_addr, error = %e, "TLS handshake failed");
                     return;
                 }
                 Err(_) => {
-                    metrics.tls_handshake_failed(kind, "timeout");
+                    observer.handshake_failed(kind, "timeout");
                     tracing::debug!(listener = kind.as_str(), peer = %remote_addr, "TLS handshake timed out");
                     return;
                 }
@@ -152,10 +237,15 @@ pub async fn serve(
                 listener: kind,
                 handshake_certificate,
             };
-            let _open = metrics.connection_opened(kind);
+            let _open = observer.connection_opened(kind);
 
             let service = tower::service_fn(move |mut request: http::Request<Incoming>| {
-                let certificate = resolve(request.headers_mut(), &info, &limits.trusted_proxies);
+                let certificate = resolve(
+                    request.headers_mut(),
+                    info.remote_addr,
+                    info.handshake_certificate.as_ref(),
+                    &limits.trusted_proxies,
+                );
                 request.extensions_mut().insert(info.clone());
                 if let Some(certificate) = certificate {
                     request.extensions_mut().insert(certificate);
@@ -184,4 +274,34 @@ pub async fn serve(
             "connections still open after the shutdown grace period; closing them"
         );
     }
+}
+
+/// A resource server's HTTPS listener in one call: binds `addr` as a [`ListenerKind::Mtls`]
+/// listener (a client certificate is asked for, not required), serves `router` until `shutdown`
+/// resolves, then drains open connections for [`ConnectionLimits::shutdown_grace`].
+///
+/// Handlers find the presented certificate as an `Arc<ClientCertificate>` request extension and
+/// the connection as a [`ConnectionInfo`] extension.
+///
+/// # Errors
+/// [`TlsError::Bind`] or [`TlsError::Rustls`] if the listener cannot be set up; once serving, it
+/// returns `Ok(())` after shutdown.
+pub async fn serve_api(
+    addr: SocketAddr,
+    identity: &ServerIdentity,
+    router: Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), TlsError> {
+    let listener = TlsListener::bind(addr, ListenerKind::Mtls, identity).await?;
+    let (stop, stopped) = watch::channel(false);
+    let signal = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
+    tokio::join!(
+        signal,
+        serve(listener, router, limits, Arc::new(NoObserver), stopped)
+    );
+    Ok(())
 }
