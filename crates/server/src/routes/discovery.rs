@@ -238,6 +238,7 @@ mod tests {
                 "introspection_endpoint": "https://as.example/introspect",
                 "introspection_signing_alg_values_supported": ["PS256", "ES256", "EdDSA"],
                 "revocation_endpoint": "https://as.example/revoke",
+                "revocation_events_endpoint": "https://as.example/events",
                 "pushed_authorization_request_endpoint": "https://as.example/par",
                 "require_pushed_authorization_requests": true,
                 "grant_management_endpoint": "https://as.example/grants",
@@ -266,7 +267,8 @@ mod tests {
                     "introspection_endpoint": "https://mtls.as.example/introspect",
                     "revocation_endpoint": "https://mtls.as.example/revoke",
                     "userinfo_endpoint": "https://mtls.as.example/userinfo",
-                    "grant_management_endpoint": "https://mtls.as.example/grants"
+                    "grant_management_endpoint": "https://mtls.as.example/grants",
+                    "revocation_events_endpoint": "https://mtls.as.example/events"
                 }
             })
         );
