@@ -52,7 +52,7 @@ const INTERACTION_COOKIE: &str = "__Host-portcullis-interaction";
 pub(crate) struct Bank {
     f: Fixture,
     ca: TestCa,
-    session: AdminSession,
+    pub(crate) session: AdminSession,
 }
 
 impl Bank {
@@ -63,6 +63,12 @@ impl Bank {
 
     /// [`Bank::start`] on a fresh database of `backend`.
     pub(crate) async fn start_on(backend: Backend) -> Bank {
+        Bank::start_with(backend, "").await
+    }
+
+    /// [`Bank::start_on`] with `extra_config` (whole TOML tables, e.g. `"[events]\nlong_poll_secs
+    /// = 1\n"`) appended to the configuration file.
+    pub(crate) async fn start_with(backend: Backend, extra_config: &str) -> Bank {
         let ca = TestCa::new("Portcullis e2e flow CA");
         let dir = tempfile::tempdir().unwrap();
         let db = TestDatabase::new(backend).await;
@@ -73,7 +79,7 @@ impl Bank {
         let anchor = serde_json::to_string(ca_file.to_str().unwrap()).unwrap();
         std::fs::write(
             &config,
-            format!("[client_auth]\ntrust_anchor_files = [{anchor}]\n"),
+            format!("[client_auth]\ntrust_anchor_files = [{anchor}]\n{extra_config}"),
         )
         .unwrap();
         let mut options = options(&dir, &db);
@@ -290,7 +296,7 @@ pub(crate) enum Binding {
 /// A DPoP key and a client certificate.
 pub(crate) struct Holder {
     pub(crate) dpop: ClientKey,
-    cert: ClientIdentity,
+    pub(crate) cert: ClientIdentity,
 }
 
 /// A client of the code flow, registered through the admin API.
@@ -518,9 +524,9 @@ impl Tpp {
 /// A page the server answered the browser with.
 #[derive(Debug)]
 pub(crate) struct Page {
-    status: StatusCode,
+    pub(crate) status: StatusCode,
     headers: HeaderMap,
-    body: String,
+    pub(crate) body: String,
 }
 
 impl Page {
@@ -674,7 +680,7 @@ impl Browser {
         self.send(request).await
     }
 
-    async fn post(&mut self, url: &str, form: &[(&str, &str)]) -> Page {
+    pub(crate) async fn post(&mut self, url: &str, form: &[(&str, &str)]) -> Page {
         let request = self.http.post(url).form(form);
         self.send(request).await
     }

@@ -22,6 +22,7 @@ mod lifecycle;
 mod oauth;
 mod observability;
 mod registration;
+mod resource_servers;
 mod rp;
 mod support;
 mod tls;

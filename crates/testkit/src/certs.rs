@@ -104,6 +104,28 @@ impl TestCa {
             cert_der: cert.der().to_vec(),
         }
     }
+    /// A fresh P-256 key with a TLS server certificate signed by this CA for `names` (DNS names,
+    /// or IP addresses such as `127.0.0.1`, which become IP subject alternative names): for a
+    /// test's own HTTPS server, whose clients trust [`TestCa::cert_pem`].
+    #[must_use]
+    pub fn issue_server(&self, names: &[&str]) -> ClientIdentity {
+        let key = rcgen::KeyPair::generate().expect("key generation failed");
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = rcgen::CertificateParams::new(names).expect("certificate parameters");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "test server");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("CA signing failed");
+        ClientIdentity {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            cert_der: cert.der().to_vec(),
+        }
+    }
+
     /// A fresh P-256 key with a transport certificate as Open Finance Brasil's directory issues
     /// them: the software's id in the subject's `UID` (0.9.2342.19200300.100.1.1), its organisation
     /// in `O`, and a `CN` that is not the software id.

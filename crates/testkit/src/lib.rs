@@ -1,6 +1,6 @@
 //! `portcullis-testkit`: fixtures for Portcullis' tests, never linked into the server. Throwaway
-//! databases ([`db`]), certificates ([`certs`]), and the real `portcullis` binary started on an
-//! ephemeral port over real TLS ([`app`]).
+//! databases ([`db`]), certificates ([`certs`]), the real `portcullis` binary started on an
+//! ephemeral port over real TLS ([`app`]), and the example resource servers ([`example`]).
 //!
 //! Test support may fail loudly: a fixture that cannot be set up is a broken test environment,
 //! and a panic with the reason is the clearest report.
@@ -14,6 +14,7 @@
 pub mod app;
 pub mod certs;
 pub mod db;
+pub mod example;
 
 /// Installs the aws-lc-rs rustls provider for the test process (DESIGN.md, TLS). Idempotent.
 pub fn install_crypto_provider() {

@@ -246,9 +246,8 @@ impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
         let body = match self.error.code() {
             Some(code) => json!({"error": code, "error_description": self.error.to_string()}),
-            None => {
-                json!({"error": "invalid_request", "error_description": self.error.to_string()})
-            }
+            // RFC 6750 §3.1: no error code when the request carried no token at all.
+            None => json!({"error_description": self.error.to_string()}),
         };
         let mut response = (self.error.status(), axum::Json(body)).into_response();
         let headers = response.headers_mut();

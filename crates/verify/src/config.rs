@@ -43,6 +43,36 @@ pub enum ClientAuth {
     PrivateKeyJwt(Arc<SigningKey>),
 }
 
+impl ClientAuth {
+    /// `private_key_jwt` with a private JWK in JSON (RFC 7517). The algorithm is the key's `alg`,
+    /// or else follows from its type: ES256 for P-256, EdDSA for Ed25519, PS256 for RSA.
+    ///
+    /// # Errors
+    /// [`SetupError`] when the JWK is not a usable private signing key.
+    pub fn private_key_jwt_from_jwk_json(json: &[u8]) -> Result<Self, SetupError> {
+        let members: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(json).map_err(|e| SetupError::new("client JWK", e))?;
+        let named = |m: &str| members.get(m).and_then(serde_json::Value::as_str);
+        let alg = match (named("alg"), named("kty")) {
+            (Some(alg), _) => {
+                SigningAlg::parse(alg).map_err(|e| SetupError::new("client JWK", e))?
+            }
+            (None, Some("EC")) => SigningAlg::Es256,
+            (None, Some("OKP")) => SigningAlg::EdDsa,
+            (None, Some("RSA")) => SigningAlg::Ps256,
+            _ => {
+                return Err(SetupError::new(
+                    "client JWK",
+                    "neither alg nor a known kty (EC, OKP, RSA)",
+                ));
+            }
+        };
+        let key = SigningKey::from_private_jwk_json(alg, json)
+            .map_err(|e| SetupError::new("client JWK", e))?;
+        Ok(ClientAuth::PrivateKeyJwt(Arc::new(key)))
+    }
+}
+
 impl std::fmt::Debug for ClientAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -139,7 +139,7 @@ impl MetricsSnapshot {
         let mut counter = |name: &str, help: &str, value: u64| {
             let _ = writeln!(
                 out,
-                "# HELP portcullis_verify_{name} {help}\n# TYPE portcullis_verify_{name} counter\nportcullis_verify_{name}_total {value}"
+                "# HELP portcullis_verify_{name}_total {help}\n# TYPE portcullis_verify_{name}_total counter\nportcullis_verify_{name}_total {value}"
             );
         };
         counter(
