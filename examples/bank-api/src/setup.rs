@@ -3,18 +3,15 @@
 //! the option and the file, reported before anything listens.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use portcullis_jose::{SigningAlg, SigningKey};
 use portcullis_verify::tls::ServerIdentity;
 use portcullis_verify::{
     ClientAuth, ClientCredentials, ClientIdentityPem, FeedConfig, IntrospectionMode, LagPolicy,
     VerifierConfig,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use serde_json::Value;
 
 use crate::cli::{Cli, OnLag};
 
@@ -77,10 +74,8 @@ fn client(cli: &Cli) -> anyhow::Result<Option<ClientCredentials>> {
         }
         (None, None, Some(jwk)) => {
             let json = zeroize::Zeroizing::new(read(jwk, "--client-jwk")?);
-            let alg = jwk_alg(&json).with_context(|| format!("--client-jwk {}", jwk.display()))?;
-            let key = SigningKey::from_private_jwk_json(alg, &json)
-                .with_context(|| format!("--client-jwk {}", jwk.display()))?;
-            ClientAuth::PrivateKeyJwt(Arc::new(key))
+            ClientAuth::private_key_jwt_from_jwk_json(&json)
+                .with_context(|| format!("--client-jwk {}", jwk.display()))?
         }
         (None, None, None) => {
             if cli.client_id.is_some() {
@@ -95,20 +90,6 @@ fn client(cli: &Cli) -> anyhow::Result<Option<ClientCredentials>> {
         .clone()
         .context("--client-id is needed with the client's credentials")?;
     Ok(Some(ClientCredentials { client_id, auth }))
-}
-
-/// The signing algorithm of a private JWK: its `alg`, else what its key type signs with.
-fn jwk_alg(json: &[u8]) -> anyhow::Result<SigningAlg> {
-    let jwk: Value = serde_json::from_slice(json).context("not a JSON JWK")?;
-    if let Some(alg) = jwk.get("alg").and_then(Value::as_str) {
-        return SigningAlg::parse(alg).map_err(|e| anyhow::anyhow!("{e}"));
-    }
-    match jwk.get("kty").and_then(Value::as_str) {
-        Some("EC") => Ok(SigningAlg::Es256),
-        Some("OKP") => Ok(SigningAlg::EdDsa),
-        Some("RSA") => Ok(SigningAlg::Ps256),
-        _ => bail!("the JWK has no alg and no kty of EC, OKP or RSA"),
-    }
 }
 
 /// The HTTPS identity: the given files, or a self-signed certificate made now.
@@ -191,6 +172,7 @@ mod tests {
 
     #[test]
     fn a_private_jwk_client_gets_the_feed_with_the_chosen_policy() {
+        use portcullis_jose::{SigningAlg, SigningKey};
         let key = SigningKey::generate(SigningAlg::Es256, 2048).unwrap();
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), &*key.private_jwk_json().unwrap()).unwrap();
