@@ -65,6 +65,9 @@ pub(crate) struct AsClient {
     token_endpoint: Option<String>,
     introspection_endpoint: Option<String>,
     events_endpoint: Option<String>,
+    /// The feed endpoint as the authorization server names it (a DPoP proof's `htu`), when the
+    /// requests go elsewhere (a route through a proxy).
+    events_htu: Option<String>,
     /// The key the feed token is DPoP-bound to, for `private_key_jwt` clients.
     dpop_key: Option<Arc<SigningKey>>,
     timeout: Duration,
@@ -102,8 +105,8 @@ impl AsClient {
                     .map_err(|e| SetupError::new("DPoP key", e))?,
             )),
         };
-        let events_endpoint = events_override
-            .or_else(|| metadata.endpoint("revocation_events_endpoint", mtls))
+        let events_htu = metadata
+            .endpoint("revocation_events_endpoint", mtls)
             .or_else(|| {
                 // Portcullis serves the feed beside its token endpoint.
                 metadata.endpoint("token_endpoint", mtls).and_then(|t| {
@@ -111,12 +114,14 @@ impl AsClient {
                         .map(|base| format!("{base}/events"))
                 })
             });
+        let events_endpoint = events_override.or_else(|| events_htu.clone());
         Ok(Self {
             issuer: metadata.issuer.clone(),
             http,
             token_endpoint: metadata.endpoint("token_endpoint", mtls),
             introspection_endpoint: metadata.endpoint("introspection_endpoint", mtls),
             events_endpoint,
+            events_htu,
             dpop_key,
             timeout,
             clock,
@@ -266,7 +271,8 @@ impl AsClient {
                 .post(url)
                 .json(&body)
                 .timeout(self.timeout + Duration::from_secs(if wait { 60 } else { 0 }));
-            request = match self.proof("POST", url, Some(&token.value)).await {
+            let htu = self.events_htu.as_deref().unwrap_or(url);
+            request = match self.proof("POST", htu, Some(&token.value)).await {
                 Some(proof) if token.dpop => request
                     .header("Authorization", format!("DPoP {}", token.value))
                     .header("DPoP", proof),
@@ -277,7 +283,7 @@ impl AsClient {
                 .await
                 .map_err(|e| CallError::Unavailable(http::error_text(&e)))?;
             let status = response.status();
-            let fresh_nonce = self.remember_nonce(url, &response).await;
+            let fresh_nonce = self.remember_nonce(htu, &response).await;
             let www = response
                 .headers()
                 .get("www-authenticate")

@@ -227,6 +227,9 @@ impl Verifier {
             };
             tokio::spawn(poller.run(stopped.clone()));
         }
+        if shared.config.feed.is_some() {
+            tokio::spawn(watch_lag(shared.health.clone(), stopped.clone()));
+        }
         tokio::spawn(refresh_keys(keys, stopped));
         Ok(Self {
             shared,
@@ -604,6 +607,19 @@ fn dpop_error(failure: crate::dpop::DpopFailure, verifier: &Verifier) -> VerifyE
             VerifyError::Unavailable("the DPoP proof cannot be checked for replay right now".into())
         }
         other => VerifyError::InvalidDpopProof(other.to_string()),
+    }
+}
+
+/// Looks at the feed's lag four times a second, so a feed that falls behind is announced
+/// ([`Verifier::feed_states`], the log) when it happens, not at the next request.
+async fn watch_lag(health: Arc<Health>, mut stop: watch::Receiver<()>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        health.state();
     }
 }
 
