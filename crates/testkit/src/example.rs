@@ -15,6 +15,11 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 
+/// The prefix of the examples' environment variables (`RESOURCE_SERVER_<FLAG>`, from
+/// `portcullis_verify::cli::ApiArgs`), which a test clears so that nothing inherited changes the
+/// configuration under test.
+const ENV_PREFIX: &str = "RESOURCE_SERVER_";
+
 /// Which example.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Example {
@@ -31,15 +36,6 @@ impl Example {
         match self {
             Example::BankApi => "bank-api",
             Example::MarketStream => "market-stream",
-        }
-    }
-
-    /// The prefix of its environment variables (`BANK_API_<FLAG>`), which a test clears so that
-    /// nothing inherited changes the configuration under test.
-    fn env_prefix(self) -> &'static str {
-        match self {
-            Example::BankApi => "BANK_API_",
-            Example::MarketStream => "MARKET_STREAM_",
         }
     }
 
@@ -106,7 +102,7 @@ impl ExampleServer {
         ));
         let mut command = Command::new(example.binary());
         for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with(example.env_prefix()) {
+            if key.to_string_lossy().starts_with(ENV_PREFIX) {
                 command.env_remove(key);
             }
         }

@@ -11,7 +11,8 @@ use portcullis_jose::{SigningAlg, SigningKey};
 use crate::dpop::DpopConfig;
 use crate::http::ClientIdentityPem;
 
-/// Why a [`Verifier`](crate::Verifier) could not be set up.
+/// Why a [`Verifier`](crate::Verifier) could not be set up (or, with feature `cli`, what an
+/// API's command line asks for: see [`cli`](crate::cli)).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{what}: {reason}")]
 pub struct SetupError {
@@ -111,6 +112,7 @@ pub enum IntrospectionMode {
 /// What to do when the revocation feed has not been heard from for longer than
 /// [`FeedConfig::max_lag`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum LagPolicy {
     /// Stop trusting what was verified or cached before, and introspect each token at the
     /// authorization server (which knows every revocation). Refuses when that fails too.

@@ -16,7 +16,13 @@ use crate::config::SetupError;
 /// The most bytes read from any answer of the authorization server.
 pub(crate) const MAX_BODY: usize = 1024 * 1024;
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+/// The rustls crypto provider of every TLS connection this crate makes (to the authorization
+/// server) or accepts ([`tls`](crate::tls), feature `server`): aws-lc-rs with the cipher suites
+/// FAPI 2.0 allows, all TLS 1.3 suites, and for TLS 1.2 only
+/// `ECDHE_{ECDSA,RSA}_WITH_AES_{128,256}_GCM_SHA{256,384}` (SP 5.2.2-1; no CHACHA20 or CBC on
+/// TLS 1.2).
+#[must_use]
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::CryptoProvider {
         cipher_suites: vec![
             cipher_suite::TLS13_AES_256_GCM_SHA384,
@@ -161,4 +167,29 @@ pub(crate) fn error_text(error: &reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod provider_tests {
+    use super::provider;
+
+    #[test]
+    fn sp_5_2_2_1_tls12_offers_only_the_four_ecdhe_aes_gcm_suites() {
+        let provider = provider();
+        let tls12: Vec<String> = provider
+            .cipher_suites
+            .iter()
+            .filter(|s| s.version() == &rustls::version::TLS12)
+            .map(|s| format!("{:?}", s.suite()))
+            .collect();
+        assert_eq!(
+            tls12,
+            [
+                "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+                "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+                "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+                "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+            ]
+        );
+    }
 }

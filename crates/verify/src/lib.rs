@@ -39,6 +39,11 @@
 //!   sessions that must end when their token dies.
 //! - `server`: [`tls`], the HTTPS listener of the authorization server (client certificates
 //!   requested, not required, and handed to each request).
+//! - `cli`: [`cli::ApiArgs`], the command-line options every resource server built on this crate
+//!   has (issuer, resource, server certificate, this API's own client, the revocation feed's
+//!   policy, metrics listener, log format; also from `RESOURCE_SERVER_*` environment variables),
+//!   and what turns them into a [`VerifierConfig`], the HTTPS identity and the bound listeners
+//!   (with `server`), and the metrics routes (with `axum`).
 //!
 //! # Example
 //! An accounts API on its own TLS listener, for tokens whose `aud` is
@@ -111,6 +116,8 @@ pub mod axum;
 pub mod binding;
 mod cache;
 pub mod certificate;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod client;
 pub mod clock;
 pub mod config;
@@ -134,7 +141,7 @@ pub use config::{
 };
 pub use error::{Scheme, VerifyError};
 pub use feed::Revocation;
-pub use http::ClientIdentityPem;
+pub use http::{ClientIdentityPem, provider};
 pub use metrics::{FeedState, MetricsSnapshot};
 pub use principal::{DetailRequirement, Principal, TokenSource};
 pub use verifier::{TokenRequest, Verifier};

@@ -24,11 +24,9 @@ mod ledger;
 mod metrics;
 mod money;
 mod payments;
-mod setup;
 #[cfg(test)]
 mod tests;
 
-use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -37,18 +35,21 @@ use clap::Parser as _;
 use portcullis_core::accounts::DemoDirectory;
 use portcullis_verify::Verifier;
 use portcullis_verify::axum::ApiAuth;
-use portcullis_verify::tls::{self, ConnectionLimits, ListenerKind, NoObserver, TlsListener};
+use portcullis_verify::cli::{ApiListeners, metrics_router, shutdown_signal};
+use portcullis_verify::tls::{self, ConnectionLimits, NoObserver};
 use tokio::sync::watch;
-use tracing_subscriber::EnvFilter;
 
 use crate::app::AppState;
-use crate::cli::{Cli, LogFormat};
+use crate::cli::Cli;
 use crate::ledger::ConsentLedger;
 use crate::metrics::Counters;
 
+/// The `realm` of this API's challenges.
+const REALM: &str = "bank-api";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    cli.api.init_logging();
     // DESIGN.md, TLS: the aws-lc-rs provider, first thing.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -70,45 +71,29 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
 /// Sets everything up, says it is ready, serves until a signal.
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = setup::verifier_config(&cli)?;
-    let identity = setup::server_identity(&cli)?;
+    let mut config = cli.api.verifier_config()?;
+    config.realm = REALM.into();
+    let identity = cli.api.server_identity()?;
     let verifier = Verifier::new(config)
         .await
         .context("cannot set up token verification with the authorization server")?;
-
-    let listener = TlsListener::bind(cli.listen, ListenerKind::Mtls, &identity)
-        .await
-        .context("--listen")?;
-    let listen = listener.local_addr().context("--listen")?;
-    let metrics_listener = tokio::net::TcpListener::bind(cli.metrics_listen)
-        .await
-        .with_context(|| format!("--metrics-listen: cannot listen on {}", cli.metrics_listen))?;
-    let metrics_listen = metrics_listener.local_addr().context("--metrics-listen")?;
-    let public_url = setup::public_url(&cli, listen)?;
+    let ApiListeners {
+        api: listener,
+        metrics: metrics_listener,
+        addresses,
+    } = cli.api.bind(cli.listen, &identity).await?;
 
     let counters = Arc::new(Counters::default());
     let state = AppState {
-        auth: ApiAuth::new(verifier.clone(), &public_url),
+        auth: ApiAuth::new(verifier.clone(), &addresses.public_url),
         directory: Arc::new(DemoDirectory),
         ledger: Arc::new(ConsentLedger::default()),
         counters: counters.clone(),
     };
     let api = app::router(state);
-    let metrics = metrics::router(verifier.clone(), counters);
+    let metrics = metrics_router(verifier.clone(), move || counters.to_prometheus());
 
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(async move {
@@ -130,41 +115,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         stopped,
     );
 
-    tracing::info!(%listen, %public_url, %metrics_listen, issuer = %cli.issuer, resource = %cli.resource, "bank-api ready");
-    let mut stdout = std::io::stdout().lock();
-    writeln!(
-        stdout,
-        "bank-api ready listen={listen} public_url={public_url} metrics_listen={metrics_listen}"
-    )
-    .and_then(|()| stdout.flush())
-    .context("writing the ready line")?;
-    drop(stdout);
+    tracing::info!(
+        listen = %addresses.listen,
+        public_url = %addresses.public_url,
+        metrics_listen = %addresses.metrics_listen,
+        issuer = %cli.api.issuer,
+        resource = %cli.api.resource,
+        "bank-api ready"
+    );
+    addresses
+        .print_ready_line("bank-api")
+        .context("writing the ready line")?;
 
     let (_, metrics_result) = tokio::join!(api_server, metrics_server);
     metrics_result.context("the metrics listener failed")?;
     Ok(())
-}
-
-/// Resolves on ctrl-c (SIGINT) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
 }

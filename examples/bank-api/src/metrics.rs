@@ -1,19 +1,9 @@
-//! The plain-HTTP metrics listener (bound to loopback by default, like the authorization
-//! server's): `GET /metrics` in the Prometheus text format (the verifier's counters, then this
-//! API's payment counters), and `GET /feed`, the state of the revocation feed as JSON
-//! (`{"feed": "live", "lag_ms": 812}`), for scripts and tests that wait for it.
+//! This API's own counters, which the metrics listener (`portcullis_verify::cli::metrics_router`:
+//! `GET /metrics` and `GET /feed`, plain HTTP, bound to loopback by default like the
+//! authorization server's) serves after the verifier's: payments accepted, and refused by reason.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-use axum::extract::State;
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
-use http::header;
-use portcullis_verify::Verifier;
-use serde_json::json;
 
 /// The reasons a payment is refused once its token was verified, as `error` codes.
 const REFUSAL_REASONS: [&str; 6] = [
@@ -88,40 +78,6 @@ impl Counters {
         }
         out
     }
-}
-
-#[derive(Debug, Clone)]
-struct MetricsState {
-    verifier: Verifier,
-    counters: Arc<Counters>,
-}
-
-/// The metrics listener's routes.
-pub fn router(verifier: Verifier, counters: Arc<Counters>) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/feed", get(feed))
-        .with_state(MetricsState { verifier, counters })
-}
-
-async fn metrics(State(state): State<MetricsState>) -> impl IntoResponse {
-    let mut text = state.verifier.metrics().to_prometheus();
-    text.push_str(&state.counters.to_prometheus());
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
-}
-
-async fn feed(State(state): State<MetricsState>) -> impl IntoResponse {
-    let snapshot = state.verifier.metrics();
-    (
-        [(header::CACHE_CONTROL, "no-store")],
-        Json(json!({"feed": snapshot.feed.as_str(), "lag_ms": snapshot.feed_lag_ms})),
-    )
 }
 
 #[cfg(test)]

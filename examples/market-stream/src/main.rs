@@ -16,9 +16,7 @@ mod market;
 mod metrics;
 mod protocol;
 mod session;
-mod setup;
 
-use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,13 +30,17 @@ use clap::Parser as _;
 use http::{HeaderValue, StatusCode, header};
 use portcullis_verify::Verifier;
 use portcullis_verify::axum::ApiAuth;
-use portcullis_verify::tls::{self, ConnectionLimits, ListenerKind, NoObserver, TlsListener};
+use portcullis_verify::cli::{ApiListeners, metrics_router, shutdown_signal};
+use portcullis_verify::tls::{self, ConnectionLimits, NoObserver};
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::cli::{Args, LogFormat};
+use crate::cli::Args;
 use crate::market::Market;
 use crate::metrics::StreamMetrics;
+
+/// The `realm` of this API's `WWW-Authenticate` challenges.
+const REALM: &str = "market-stream";
 
 /// How long open sessions get to close after shutdown starts.
 const SESSION_DRAIN: Duration = Duration::from_secs(5);
@@ -64,7 +66,7 @@ impl FromRef<AppState> for ApiAuth {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging(args.log_format);
+    args.api.init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -85,48 +87,30 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to standard error (standard output carries only the ready line).
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
 async fn run(args: Args) -> anyhow::Result<()> {
     // DESIGN.md, TLS: the aws-lc-rs provider, installed first.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 
-    let config = setup::verifier_config(&args)?;
-    let identity = setup::server_identity(&args)?;
-    let listener = TlsListener::bind(args.listen, ListenerKind::Mtls, &identity)
-        .await
-        .context("--listen")?;
-    let listen = listener.local_addr().context("--listen")?;
-    let metrics_listener = tokio::net::TcpListener::bind(args.metrics_listen)
-        .await
-        .with_context(|| format!("--metrics-listen: cannot listen on {}", args.metrics_listen))?;
-    let metrics_listen = metrics_listener.local_addr().context("--metrics-listen")?;
-    let public_url = args
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("https://{listen}"))
-        .trim_end_matches('/')
-        .to_owned();
+    let mut config = args.api.verifier_config()?;
+    config.realm = REALM.into();
+    let identity = args.api.server_identity()?;
+    let ApiListeners {
+        api: listener,
+        metrics: metrics_listener,
+        addresses,
+    } = args.api.bind(args.listen, &identity).await?;
 
-    let verifier = Verifier::new(config)
-        .await
-        .with_context(|| format!("cannot set up token verification against {}", args.issuer))?;
+    let verifier = Verifier::new(config).await.with_context(|| {
+        format!(
+            "cannot set up token verification against {}",
+            args.api.issuer
+        )
+    })?;
 
     let (stop, shutdown) = watch::channel(false);
     let stream_metrics = Arc::new(StreamMetrics::default());
     let state = AppState {
-        auth: ApiAuth::new(verifier.clone(), &public_url),
+        auth: ApiAuth::new(verifier.clone(), &addresses.public_url),
         market: Market::start(&shutdown),
         stream_metrics: stream_metrics.clone(),
         shutdown: shutdown.clone(),
@@ -138,7 +122,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Arc::new(NoObserver),
         shutdown.clone(),
     ));
-    let metrics_app = metrics::router(verifier, stream_metrics.clone());
+    let counters = stream_metrics.clone();
+    let metrics_app = metrics_router(verifier, move || counters.to_prometheus());
     let mut metrics_shutdown = shutdown.clone();
     let metrics = tokio::spawn(async move {
         let stopped = async move {
@@ -149,15 +134,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .await
     });
 
-    let mut stdout = std::io::stdout().lock();
-    writeln!(
-        stdout,
-        "market-stream ready listen={listen} public_url={public_url} metrics_listen={metrics_listen}"
-    )
-    .and_then(|()| stdout.flush())
-    .context("writing the ready line")?;
-    drop(stdout);
-    tracing::info!(%listen, %public_url, %metrics_listen, "market-stream serving wss://…/stream");
+    addresses
+        .print_ready_line("market-stream")
+        .context("writing the ready line")?;
+    tracing::info!(
+        listen = %addresses.listen,
+        public_url = %addresses.public_url,
+        metrics_listen = %addresses.metrics_listen,
+        "market-stream serving wss://…/stream"
+    );
 
     shutdown_signal().await;
     tracing::info!("shutting down: closing sessions");
@@ -211,29 +196,4 @@ async fn no_store(mut response: Response) -> Response {
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
-}
-
-/// Resolves on ctrl-c or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
 }

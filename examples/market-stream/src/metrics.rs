@@ -1,19 +1,12 @@
-//! The plain-HTTP metrics listener: `GET /metrics` (the verifier's counters and this example's,
-//! in the Prometheus text format) and `GET /feed` (`{"feed": "live", "lag_ms": 120}`), and the
-//! example's own counters: sessions open (a gauge, also what shutdown waits on), opened, and
-//! closed by reason; ticks sent; renewals.
+//! The example's own counters, which the metrics listener
+//! (`portcullis_verify::cli::metrics_router`: `GET /metrics` and `GET /feed`) serves after the
+//! verifier's: sessions open (a gauge, also what shutdown waits on), opened, and closed by reason;
+//! ticks sent; renewals.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::Router;
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use http::{HeaderValue, header};
-use portcullis_verify::Verifier;
-use serde_json::json;
 use tokio::sync::watch;
 
 /// Why a session ended, as this example counts it.
@@ -206,38 +199,6 @@ impl StreamMetrics {
         );
         out
     }
-}
-
-/// What the metrics routes read.
-#[derive(Debug, Clone)]
-struct MetricsState {
-    verifier: Verifier,
-    stream: Arc<StreamMetrics>,
-}
-
-/// The metrics listener's routes.
-pub fn router(verifier: Verifier, stream: Arc<StreamMetrics>) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/feed", get(feed))
-        .with_state(MetricsState { verifier, stream })
-}
-
-async fn metrics(State(state): State<MetricsState>) -> Response {
-    let mut body = state.verifier.metrics().to_prometheus();
-    body.push_str(&state.stream.to_prometheus());
-    let mut response = body.into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    response
-}
-
-async fn feed(State(state): State<MetricsState>) -> Response {
-    let snapshot = state.verifier.metrics();
-    axum::Json(json!({"feed": snapshot.feed.as_str(), "lag_ms": snapshot.feed_lag_ms}))
-        .into_response()
 }
 
 #[cfg(test)]

@@ -46,8 +46,6 @@ mod verifier;
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::crypto::CryptoProvider;
-use rustls::crypto::aws_lc_rs::{self, cipher_suite};
 use rustls::server::ServerConfig;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -55,6 +53,9 @@ pub use listener::{
     ConnectionInfo, ConnectionLimits, ListenerObserver, NoObserver, TlsListener, serve, serve_api,
 };
 pub use verifier::AnyClientCertificate;
+
+// The listeners' crypto provider is the crate's one (also `portcullis_verify::provider`).
+pub use crate::http::provider;
 
 /// The server's certificate chain and private key.
 pub struct ServerIdentity {
@@ -137,25 +138,6 @@ impl ServerIdentity {
     }
 }
 
-/// The crypto provider with the cipher suites FAPI 2.0 allows: all TLS 1.3 suites, and for TLS
-/// 1.2 only `ECDHE_{ECDSA,RSA}_WITH_AES_{128,256}_GCM_SHA{256,384}` (SP 5.2.2-1; no CHACHA20 or
-/// CBC on TLS 1.2).
-#[must_use]
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(CryptoProvider {
-        cipher_suites: vec![
-            cipher_suite::TLS13_AES_256_GCM_SHA384,
-            cipher_suite::TLS13_AES_128_GCM_SHA256,
-            cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
-            cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-            cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-            cipher_suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-            cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-        ],
-        ..aws_lc_rs::default_provider()
-    })
-}
-
 /// Which kind of listener a connection came in on: whether it asks for a client certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListenerKind {
@@ -201,29 +183,4 @@ pub fn server_config(
     // RFC 9325 §4.2: the server's cipher-suite preference (AES-256-GCM first) wins.
     config.ignore_client_order = true;
     Ok(Arc::new(config))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sp_5_2_2_1_tls12_offers_only_the_four_ecdhe_aes_gcm_suites() {
-        let provider = provider();
-        let tls12: Vec<String> = provider
-            .cipher_suites
-            .iter()
-            .filter(|s| s.version() == &rustls::version::TLS12)
-            .map(|s| format!("{:?}", s.suite()))
-            .collect();
-        assert_eq!(
-            tls12,
-            [
-                "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
-                "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
-                "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
-                "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
-            ]
-        );
-    }
 }
