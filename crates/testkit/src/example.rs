@@ -70,7 +70,10 @@ impl Example {
 #[derive(Debug)]
 pub struct ExampleServer {
     /// The process, killed when the server is dropped (`kill_on_drop`).
-    #[expect(dead_code, reason = "held only so that dropping the server kills the process")]
+    #[expect(
+        dead_code,
+        reason = "held only so that dropping the server kills the process"
+    )]
     child: Child,
     /// Which example it is.
     pub example: Example,
