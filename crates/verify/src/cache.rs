@@ -1,6 +1,7 @@
 //! A bounded map whose entries expire: sharded, with a plain mutex per shard that is never held
 //! across an `.await`, so the request path has no global lock.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::Mutex;
@@ -25,7 +26,7 @@ impl<K: Hash + Eq + Clone, V: Clone> ExpiringMap<K, V> {
         }
     }
 
-    fn shard(&self, key: &K) -> Option<&Mutex<HashMap<K, (V, i64)>>> {
+    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> Option<&Mutex<HashMap<K, (V, i64)>>> {
         let index = usize::try_from(self.hasher.hash_one(key) % SHARDS as u64).unwrap_or(0);
         self.shards.get(index)
     }
@@ -39,8 +40,12 @@ impl<K: Hash + Eq + Clone, V: Clone> ExpiringMap<K, V> {
             .map(|(v, _)| v.clone())
     }
 
-    /// Whether `key` is live.
-    pub fn contains(&self, key: &K, now: i64) -> bool {
+    /// Whether `key` is live (looked up by any borrowed form, so a `&str` needs no `String`).
+    pub fn contains<Q>(&self, key: &Q, now: i64) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.shard(key)
             .and_then(|s| s.lock().ok())
             .is_some_and(|s| s.get(key).is_some_and(|(_, until)| *until > now))

@@ -81,8 +81,7 @@ impl Revoked {
 
     /// Whether the token `jti` of grant `grant_id` was revoked.
     pub fn is_revoked(&self, jti: &str, grant_id: Option<&str>, now: i64) -> bool {
-        self.tokens.contains(&jti.to_owned(), now)
-            || grant_id.is_some_and(|g| self.grants.contains(&g.to_owned(), now))
+        self.tokens.contains(jti, now) || grant_id.is_some_and(|g| self.grants.contains(g, now))
     }
 
     pub fn purge(&self, now: i64) {
