@@ -306,8 +306,17 @@ fn verify_with_key(
 ) -> Result<VerifiedJwt, JoseError> {
     key.check_strength(alg)?;
     let verifier = verifier_for(alg, key)?;
+    verify_with_verifier(token, alg, header, verifier.as_ref())
+}
+
+fn verify_with_verifier(
+    token: &str,
+    alg: SigningAlg,
+    header: &Map<String, Value>,
+    verifier: &dyn JwsVerifier,
+) -> Result<VerifiedJwt, JoseError> {
     let (payload, _) =
-        jws::deserialize_compact(token, verifier.as_ref()).map_err(|_| JoseError::BadSignature)?;
+        jws::deserialize_compact(token, verifier).map_err(|_| JoseError::BadSignature)?;
     let claims = serde_json::from_slice(&payload)
         .map_err(|_| JoseError::Malformed("payload is not a JSON object".into()))?;
     Ok(VerifiedJwt {
@@ -315,6 +324,90 @@ fn verify_with_key(
         header: header.clone(),
         claims,
     })
+}
+
+/// A JWK set whose keys were each turned into a verifier once, for a party that checks many
+/// tokens against one set (a resource server against the authorization server's JWKS): what
+/// [`verify_jwt`] does for every token (the strength check, the JWK made into an OpenSSL key)
+/// happens here once per key and algorithm. [`verify_jwt_prepared`] then gives the same answers
+/// as [`verify_jwt`] over [`PreparedJwks::jwks`].
+#[derive(Debug)]
+pub struct PreparedJwks {
+    jwks: Jwks,
+    /// Per key, in the set's order: per algorithm the key suits, its verifier or why it has none.
+    prepared: Vec<Vec<PreparedKey>>,
+}
+
+/// One key made into a verifier for one algorithm, or why it could not be.
+type PreparedKey = (SigningAlg, Result<Box<dyn JwsVerifier>, JoseError>);
+
+impl PreparedJwks {
+    /// Prepares every key of `jwks` for every algorithm it suits.
+    #[must_use]
+    pub fn new(jwks: Jwks) -> Self {
+        let prepared = jwks
+            .keys
+            .iter()
+            .map(|key| {
+                SigningAlg::ALL
+                    .iter()
+                    .filter(|alg| key.suits(**alg))
+                    .map(|alg| {
+                        let verifier = key
+                            .check_strength(*alg)
+                            .and_then(|()| verifier_for(*alg, key));
+                        (*alg, verifier)
+                    })
+                    .collect()
+            })
+            .collect();
+        Self { jwks, prepared }
+    }
+
+    /// The key set.
+    #[must_use]
+    pub fn jwks(&self) -> &Jwks {
+        &self.jwks
+    }
+}
+
+/// [`verify_jwt`] against a [`PreparedJwks`]: the same checks in the same order (allowlist,
+/// `crit`, key selection by `kid` and `kty`/`alg`/`use`/`crv`, key strength, signature) and the
+/// same errors, without making the keys again.
+///
+/// # Errors
+/// As [`verify_jwt`].
+pub fn verify_jwt_prepared(
+    token: &str,
+    keys: &PreparedJwks,
+    allowed: &[SigningAlg],
+) -> Result<VerifiedJwt, JoseError> {
+    let (header, alg) = checked_header(token, allowed)?;
+    let kid = header.get("kid").and_then(Value::as_str);
+    let mut last_error = None;
+    for (key, prepared) in keys.jwks.keys.iter().zip(&keys.prepared) {
+        if kid.is_some_and(|kid| key.kid() != Some(kid)) {
+            continue;
+        }
+        let Some((_, verifier)) = prepared.iter().find(|(a, _)| *a == alg) else {
+            continue;
+        };
+        let outcome = match verifier {
+            Ok(verifier) => verify_with_verifier(token, alg, &header, verifier.as_ref()),
+            Err(e) => Err(e.clone()),
+        };
+        match outcome {
+            Ok(verified) => return Ok(verified),
+            Err(JoseError::Malformed(m)) => return Err(JoseError::Malformed(m)),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        JoseError::KeyNotFound(format!(
+            "no {alg} key{} in the key set",
+            kid.map(|k| format!(" with kid {k:?}")).unwrap_or_default()
+        ))
+    }))
 }
 
 fn verifier_for(alg: SigningAlg, key: &PublicJwk) -> Result<Box<dyn JwsVerifier>, JoseError> {
@@ -424,6 +517,47 @@ mod tests {
             verify_jwt(&token, &jwks, &SigningAlg::ALL),
             Err(JoseError::KeyNotFound(_))
         ));
+    }
+
+    #[test]
+    fn a_prepared_key_set_gives_the_same_answers_as_verify_jwt() {
+        use serde_json::json;
+        let keys: Vec<SigningKey> = SigningAlg::ALL
+            .iter()
+            .map(|alg| SigningKey::generate(*alg, 2048).unwrap())
+            .collect();
+        let jwks = Jwks {
+            keys: keys.iter().map(|k| k.public_jwk().unwrap()).collect(),
+        };
+        let prepared = PreparedJwks::new(jwks.clone());
+        let stranger = SigningKey::generate(SigningAlg::Es256, 2048).unwrap();
+        let mut tokens: Vec<String> = keys
+            .iter()
+            .map(|k| k.sign_jwt("JWT", &claims()).unwrap())
+            .collect();
+        // Unknown kid; tampered payload; an algorithm outside the allowlist; alg none.
+        tokens.push(stranger.sign_jwt("JWT", &claims()).unwrap());
+        let mut parts: Vec<String> = tokens[0].split('.').map(str::to_owned).collect();
+        parts[1] = URL_SAFE_NO_PAD.encode(br#"{"sub":"mallory"}"#);
+        tokens.push(parts.join("."));
+        tokens.push(forge(&keys[1], &json!({"alg": "RS256"}), &json!({})));
+        tokens.push(format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#),
+            URL_SAFE_NO_PAD.encode(b"{}")
+        ));
+        // A key without kid in the token: every suitable key is tried.
+        tokens.push(forge(&keys[2], &json!({}), &claims().into()));
+        for allowed in [&SigningAlg::ALL[..], &[SigningAlg::Es256][..]] {
+            for token in &tokens {
+                assert_eq!(
+                    verify_jwt_prepared(token, &prepared, allowed),
+                    verify_jwt(token, &jwks, allowed),
+                    "{token}"
+                );
+            }
+        }
+        assert!(verify_jwt_prepared(&tokens[1], &prepared, &SigningAlg::ALL).is_ok());
     }
 
     /// A JWS with the given header and payload, signed by `key` (which need not match the header).

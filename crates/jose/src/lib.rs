@@ -17,7 +17,7 @@ pub use alg::SigningAlg;
 pub use error::JoseError;
 pub use jwk::{Jwks, PublicJwk};
 pub use jws::{
-    SigningKey, VerifiedJwt, decode_unverified_claims, decode_unverified_header, verify_jwt,
-    verify_with_embedded_jwk,
+    PreparedJwks, SigningKey, VerifiedJwt, decode_unverified_claims, decode_unverified_header,
+    verify_jwt, verify_jwt_prepared, verify_with_embedded_jwk,
 };
 pub use thumbprint::{jwk_thumbprint_sha256, x5t_sha256};

@@ -43,7 +43,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::measurement::WallTime;
 use criterion::{Bencher, BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use portcullis_jose::dpop::{DpopPolicy, DpopRequest, make_proof};
-use portcullis_jose::{Jwks, PublicJwk, SigningAlg, SigningKey, verify_jwt};
+use portcullis_jose::{Jwks, PreparedJwks, PublicJwk, SigningAlg, SigningKey, verify_jwt};
 use portcullis_verify::dpop::{DpopChecker, DpopConfig, MemoryReplayCache, ReplayCache};
 use portcullis_verify::token::{Expectations, JwtError, check_jwt};
 use portcullis_verify::{Binding, Scheme};
@@ -124,6 +124,8 @@ struct PerAlg {
 struct Fixture {
     /// The authorization server's published set: one key of each algorithm, as `/jwks` has it.
     jwks: Jwks,
+    /// The same set prepared once, as `portcullis-verify` keeps it.
+    prepared: PreparedJwks,
     /// The thumbprint of the client certificate the requests present.
     x5t: String,
     algorithms: [PerAlg; 2],
@@ -185,6 +187,7 @@ impl Fixture {
         };
         let algorithms = [per_alg(&es256), per_alg(&ps256)];
         Self {
+            prepared: PreparedJwks::new(jwks.clone()),
             jwks,
             x5t,
             algorithms,
@@ -340,7 +343,7 @@ fn per_algorithm(c: &mut Criterion) {
         // Once, untimed: everything the timed loops do succeeds.
         for token in &a.mtls_tokens {
             let principal =
-                check_jwt(token, &f.jwks, &ACCEPTED, &expect, NOW, Scheme::Bearer).unwrap();
+                check_jwt(token, &f.prepared, &ACCEPTED, &expect, NOW, Scheme::Bearer).unwrap();
             let binding = principal.binding.unwrap();
             binding.check(Some(&f.x5t), None).unwrap();
         }
@@ -351,12 +354,23 @@ fn per_algorithm(c: &mut Criterion) {
             let mut next = a.mtls_tokens.iter().cycle();
             b.iter(|| verify_jwt(black_box(next.next().unwrap()), &f.jwks, &ACCEPTED).unwrap());
         });
+        group.bench_function("verify_jwt_prepared", |b| {
+            let mut next = a.mtls_tokens.iter().cycle();
+            b.iter(|| {
+                portcullis_jose::verify_jwt_prepared(
+                    black_box(next.next().unwrap()),
+                    &f.prepared,
+                    &ACCEPTED,
+                )
+                .unwrap()
+            });
+        });
         group.bench_function("check_jwt+binding", |b| {
             let mut next = a.mtls_tokens.iter().cycle();
             b.iter(|| {
                 let principal = check_jwt(
                     black_box(next.next().unwrap()),
-                    &f.jwks,
+                    &f.prepared,
                     &ACCEPTED,
                     &expect,
                     NOW,
@@ -384,7 +398,7 @@ fn per_algorithm(c: &mut Criterion) {
                 &a.request_pairs,
                 async |checker, (token, proof)| {
                     let Ok(principal) =
-                        check_jwt(token, &f.jwks, &ACCEPTED, &expect, NOW, Scheme::Dpop)
+                        check_jwt(token, &f.prepared, &ACCEPTED, &expect, NOW, Scheme::Dpop)
                     else {
                         return false;
                     };

@@ -385,10 +385,10 @@ impl AsClient {
         algorithms: &[SigningAlg],
     ) -> Result<Map<String, Value>, CallError> {
         let mut jwks = keys.current();
-        let verified = match portcullis_jose::verify_jwt(jwt, &jwks, algorithms) {
+        let verified = match portcullis_jose::verify_jwt_prepared(jwt, &jwks, algorithms) {
             Err(portcullis_jose::JoseError::KeyNotFound(_)) => {
                 jwks = keys.refresh().await;
-                portcullis_jose::verify_jwt(jwt, &jwks, algorithms)
+                portcullis_jose::verify_jwt_prepared(jwt, &jwks, algorithms)
             }
             other => other,
         }

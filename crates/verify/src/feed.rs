@@ -273,10 +273,10 @@ impl Poller {
     /// description.
     async fn apply(&self, set: &str) -> Result<(), (&'static str, String)> {
         let mut jwks = self.keys.current();
-        let verified = match portcullis_jose::verify_jwt(set, &jwks, &self.algorithms) {
+        let verified = match portcullis_jose::verify_jwt_prepared(set, &jwks, &self.algorithms) {
             Err(portcullis_jose::JoseError::KeyNotFound(_)) => {
                 jwks = self.keys.refresh().await;
-                portcullis_jose::verify_jwt(set, &jwks, &self.algorithms)
+                portcullis_jose::verify_jwt_prepared(set, &jwks, &self.algorithms)
             }
             other => other,
         }

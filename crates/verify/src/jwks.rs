@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use portcullis_jose::Jwks;
+use portcullis_jose::{Jwks, PreparedJwks};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::sync::Mutex;
@@ -110,7 +110,8 @@ pub(crate) async fn discover(
 }
 
 struct Fetched {
-    jwks: Arc<Jwks>,
+    /// The set, each key made into a verifier once (not once per token).
+    jwks: Arc<PreparedJwks>,
     at: Instant,
     /// How long this set may be used before it is fetched again: the answer's
     /// `Cache-Control: max-age`, within the configured bounds.
@@ -134,7 +135,7 @@ impl std::fmt::Debug for KeyCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyCache")
             .field("uri", &self.uri)
-            .field("keys", &self.current.load().jwks.keys.len())
+            .field("keys", &self.current.load().jwks.jwks().keys.len())
             .finish_non_exhaustive()
     }
 }
@@ -156,7 +157,7 @@ impl KeyCache {
         let now = Instant::now();
         Ok(Self {
             current: ArcSwap::from_pointee(Fetched {
-                jwks: Arc::new(jwks),
+                jwks: Arc::new(PreparedJwks::new(jwks)),
                 at: now,
                 max_age: bounded(advertised, min_refresh, max_age),
             }),
@@ -171,7 +172,7 @@ impl KeyCache {
     }
 
     /// The set in hand.
-    pub fn current(&self) -> Arc<Jwks> {
+    pub fn current(&self) -> Arc<PreparedJwks> {
         self.current.load().jwks.clone()
     }
 
@@ -189,7 +190,7 @@ impl KeyCache {
 
     /// Fetches the set again, unless a fetch was tried less than the minimum interval ago (then
     /// the set in hand, possibly just fetched by a concurrent caller, is returned).
-    pub async fn refresh(&self) -> Arc<Jwks> {
+    pub async fn refresh(&self) -> Arc<PreparedJwks> {
         let before = self.current.load().at;
         let mut last = self.last_attempt.lock().await;
         // Someone else fetched while this caller waited for the lock.
@@ -206,7 +207,7 @@ impl KeyCache {
                 let kids: Vec<&str> = jwks.keys.iter().filter_map(|k| k.kid()).collect();
                 tracing::debug!(keys = ?kids, "fetched the authorization server's JWKS");
                 self.current.store(Arc::new(Fetched {
-                    jwks: Arc::new(jwks),
+                    jwks: Arc::new(PreparedJwks::new(jwks)),
                     at: Instant::now(),
                     max_age: bounded(advertised, self.min_refresh, self.max_age),
                 }));

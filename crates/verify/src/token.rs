@@ -35,7 +35,7 @@ pub enum JwtError {
     Invalid(String),
 }
 
-/// Verifies a JWT access token against `jwks` (RFC 9068 §4): `typ` `at+jwt`, an algorithm of
+/// Verifies a JWT access token against `jwks`, a key set prepared once (RFC 9068 §4): `typ` `at+jwt`, an algorithm of
 /// `algorithms`, the signature, then the claims as [`Expectations`] say, at `now` (seconds since
 /// the epoch). The sender constraint is read into [`Principal::binding`] but not checked: that
 /// needs the request.
@@ -44,7 +44,7 @@ pub enum JwtError {
 /// [`JwtError`].
 pub fn check_jwt(
     token: &str,
-    jwks: &portcullis_jose::Jwks,
+    jwks: &portcullis_jose::PreparedJwks,
     algorithms: &[portcullis_jose::SigningAlg],
     expect: &Expectations<'_>,
     now: i64,
@@ -58,7 +58,7 @@ pub fn check_jwt(
             "the JWT is not an access token (typ must be at+jwt, RFC 9068 §2.1)".into(),
         ));
     }
-    let verified = match portcullis_jose::verify_jwt(token, jwks, algorithms) {
+    let verified = match portcullis_jose::verify_jwt_prepared(token, jwks, algorithms) {
         Ok(verified) => verified,
         Err(JoseError::KeyNotFound(_)) => return Err(JwtError::UnknownKey),
         Err(JoseError::UnsupportedAlgorithm(alg)) => {
