@@ -29,6 +29,8 @@ use crate::verifier::{TokenRequest, Verifier};
 #[derive(Debug, Clone)]
 pub struct ApiAuth {
     verifier: Verifier,
+    /// How refusals are worded, made once and shared by every request.
+    context: Arc<RejectionContext>,
     /// The public base URL, without a trailing slash.
     base: Arc<str>,
 }
@@ -93,8 +95,13 @@ impl ApiAuth {
     /// prefix, e.g. `https://api.bank.example`).
     #[must_use]
     pub fn new(verifier: Verifier, public_base_url: &str) -> Self {
+        let context = Arc::new(RejectionContext {
+            realm: verifier.config().realm.clone().into(),
+            algs: verifier.dpop_algs().into(),
+        });
         Self {
             verifier,
+            context,
             base: public_base_url.trim_end_matches('/').into(),
         }
     }
@@ -141,10 +148,7 @@ impl ApiAuth {
         Ok(Verified {
             principal,
             token: Token(token.into()),
-            context: Arc::new(RejectionContext {
-                realm: self.verifier.config().realm.clone().into(),
-                algs: self.verifier.dpop_algs().into(),
-            }),
+            context: self.context.clone(),
         })
     }
 
@@ -153,8 +157,8 @@ impl ApiAuth {
     pub fn reject(&self, error: VerifyError) -> Rejection {
         Rejection {
             error,
-            realm: self.verifier.config().realm.clone().into(),
-            algs: self.verifier.dpop_algs().into(),
+            realm: self.context.realm.clone(),
+            algs: self.context.algs.clone(),
             nonce: self.verifier.dpop_nonce(),
         }
     }

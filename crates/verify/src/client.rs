@@ -384,15 +384,7 @@ impl AsClient {
         keys: &KeyCache,
         algorithms: &[SigningAlg],
     ) -> Result<Map<String, Value>, CallError> {
-        let mut jwks = keys.current();
-        let verified = match portcullis_jose::verify_jwt_prepared(jwt, &jwks, algorithms) {
-            Err(portcullis_jose::JoseError::KeyNotFound(_)) => {
-                jwks = keys.refresh().await;
-                portcullis_jose::verify_jwt_prepared(jwt, &jwks, algorithms)
-            }
-            other => other,
-        }
-        .map_err(|e| {
+        let verified = keys.verify(jwt, algorithms).await.map_err(|e| {
             CallError::Unavailable(format!(
                 "the signed introspection answer does not verify: {e}"
             ))

@@ -272,15 +272,11 @@ impl Poller {
     /// Verifies one SET and applies its events; on failure the RFC 8936 §2.4.1 error code and a
     /// description.
     async fn apply(&self, set: &str) -> Result<(), (&'static str, String)> {
-        let mut jwks = self.keys.current();
-        let verified = match portcullis_jose::verify_jwt_prepared(set, &jwks, &self.algorithms) {
-            Err(portcullis_jose::JoseError::KeyNotFound(_)) => {
-                jwks = self.keys.refresh().await;
-                portcullis_jose::verify_jwt_prepared(set, &jwks, &self.algorithms)
-            }
-            other => other,
-        }
-        .map_err(|e| ("invalid_key", format!("the SET does not verify: {e}")))?;
+        let verified = self
+            .keys
+            .verify(set, &self.algorithms)
+            .await
+            .map_err(|e| ("invalid_key", format!("the SET does not verify: {e}")))?;
         let typ = verified
             .header
             .get("typ")

@@ -188,6 +188,21 @@ impl KeyCache {
         current.max_age.saturating_sub(current.at.elapsed())
     }
 
+    /// Verifies a JWS (a SET, a signed introspection answer) against the set in hand, fetching
+    /// the set again once when it names a key the set does not hold.
+    pub async fn verify(
+        &self,
+        jws: &str,
+        algorithms: &[portcullis_jose::SigningAlg],
+    ) -> Result<portcullis_jose::VerifiedJwt, portcullis_jose::JoseError> {
+        match portcullis_jose::verify_jwt_prepared(jws, &self.current(), algorithms) {
+            Err(portcullis_jose::JoseError::KeyNotFound(_)) => {
+                portcullis_jose::verify_jwt_prepared(jws, &*self.refresh().await, algorithms)
+            }
+            other => other,
+        }
+    }
+
     /// Fetches the set again, unless a fetch was tried less than the minimum interval ago (then
     /// the set in hand, possibly just fetched by a concurrent caller, is returned).
     pub async fn refresh(&self) -> Arc<PreparedJwks> {

@@ -42,7 +42,14 @@ counter! {
     feed_polled => feed_polls,
     feed_failed => feed_failures,
     refused_lagging => refused_while_lagging,
-    session_closed => sessions_closed,
+}
+
+impl Metrics {
+    /// A WebSocket session closed because its token died (only the `axum` feature has sessions).
+    #[cfg(feature = "axum")]
+    pub(crate) fn session_closed(&self) {
+        self.sessions_closed.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Metrics {

@@ -289,12 +289,14 @@ impl Verifier {
     }
 
     /// Counts a WebSocket session closed because its token died (`ws::SessionGuard`).
+    #[cfg(feature = "axum")]
     pub(crate) fn session_closed(&self) {
         self.shared.metrics.session_closed();
     }
 
     /// The revocation the feed recorded for `principal`'s token or grant, if any (for a session
     /// that may have missed the announcement).
+    #[cfg(feature = "axum")]
     pub(crate) fn revocation_of(&self, principal: &Principal) -> Option<Revocation> {
         let now = self.now();
         let revoked = &self.shared.revoked;

@@ -366,6 +366,26 @@ pub struct Listing {
     pub next: Option<String>,
 }
 
+impl Listing {
+    /// A page of a sequence-numbered log (the audit trail, the revocation feed) asked for with
+    /// `limit`: each item described, and the last one's sequence number as the cursor when the
+    /// page is full.
+    pub fn by_seq<T>(
+        found: &[T],
+        limit: u32,
+        seq: impl Fn(&T) -> i64,
+        describe: impl Fn(&T) -> serde_json::Map<String, Value>,
+    ) -> Self {
+        let next = (found.len() == limit as usize)
+            .then(|| found.last().map(|e| seq(e).to_string()))
+            .flatten();
+        Listing {
+            items: found.iter().map(describe).collect(),
+            next,
+        }
+    }
+}
+
 struct SecuritySchemes;
 
 impl Modify for SecuritySchemes {

@@ -63,11 +63,5 @@ async fn list_revocation_events(
         .list(after, limit)
         .await
         .map_err(|e| AdminError::internal("revocation events", &e))?;
-    let next = (found.len() == limit as usize)
-        .then(|| found.last().map(|e| e.seq.to_string()))
-        .flatten();
-    Ok(Json(Listing {
-        items: found.iter().map(describe).collect(),
-        next,
-    }))
+    Ok(Json(Listing::by_seq(&found, limit, |e| e.seq, describe)))
 }
