@@ -45,8 +45,11 @@ bench_start() {
     store+=(--database-url "$base/$db")
   fi
 
-  # Free ports (port 0); the server prints its issuer and CA on its ready line.
-  env PORTCULLIS_LOG__LEVEL="${LOG_LEVEL:-warn}" "$@" "$server" serve "${store[@]}" \
+  # Free ports (port 0); the server prints its issuer and CA on its ready line. Rate limits are
+  # off (RATE_LIMITS=true turns them on): one load generator on one address, as one client,
+  # would otherwise measure the limits, not the endpoint.
+  env PORTCULLIS_LOG__LEVEL="${LOG_LEVEL:-warn}" \
+    PORTCULLIS_RATE_LIMITS__ENABLED="${RATE_LIMITS:-false}" "$@" "$server" serve "${store[@]}" \
     --listen 127.0.0.1:0 --mtls-listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 \
     >"$dir/server.out" 2>"$dir/server.err" &
   pid=$!

@@ -69,6 +69,16 @@ impl Bank {
     /// [`Bank::start_on`] with `extra_config` (whole TOML tables, e.g. `"[events]\nlong_poll_secs
     /// = 1\n"`) appended to the configuration file.
     pub(crate) async fn start_with(backend: Backend, extra_config: &str) -> Bank {
+        Bank::start_with_env(backend, extra_config, &[]).await
+    }
+
+    /// [`Bank::start_with`] with `env` set for the server process (e.g. `RUST_LOG`), over the
+    /// test defaults.
+    pub(crate) async fn start_with_env(
+        backend: Backend,
+        extra_config: &str,
+        env: &[(&str, &str)],
+    ) -> Bank {
         let ca = TestCa::new("Portcullis e2e flow CA");
         let dir = tempfile::tempdir().unwrap();
         let db = TestDatabase::new(backend).await;
@@ -84,6 +94,10 @@ impl Bank {
         .unwrap();
         let mut options = options(&dir, &db);
         options.args = vec!["--config".into(), config.to_str().unwrap().to_owned()];
+        options.env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         let app = App::spawn(options).await;
         let f = Fixture { app, dir, db };
         let admin = bootstrap(&f).await;
@@ -101,6 +115,16 @@ impl Bank {
 
     pub(crate) fn app(&self) -> &App {
         &self.f.app
+    }
+
+    /// The server's database and data directory (its KEK is there), for running the CLI on them.
+    pub(crate) fn fixture(&self) -> &Fixture {
+        &self.f
+    }
+
+    /// The server's database.
+    pub(crate) fn db(&self) -> &TestDatabase {
+        &self.f.db
     }
 
     /// Makes `tpp` the client the accounts API acts as: it introspects, revokes tokens of the
@@ -531,7 +555,7 @@ pub(crate) struct Page {
 
 impl Page {
     /// The value of the first form input named `name`.
-    fn input(&self, name: &str) -> String {
+    pub(crate) fn input(&self, name: &str) -> String {
         self.inputs(name)
             .into_iter()
             .next()
@@ -618,7 +642,7 @@ impl Browser {
         }
     }
 
-    fn cookie(&self, name: &str) -> Option<&str> {
+    pub(crate) fn cookie(&self, name: &str) -> Option<&str> {
         self.cookies
             .iter()
             .find(|(k, _)| k == name)

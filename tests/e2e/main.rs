@@ -10,13 +10,17 @@
     reason = "tests"
 )]
 
+mod abuse_limits;
+mod abuse_login;
 mod admin;
+mod audit;
 mod browser;
 mod clients;
 mod config;
 mod discovery;
 mod events;
 mod flow;
+mod hardening;
 mod keys;
 mod lifecycle;
 mod oauth;

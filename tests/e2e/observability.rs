@@ -27,7 +27,7 @@ async fn healthz_readyz_and_metrics_on_their_own_listener() {
         .unwrap();
     assert!(
         text.contains(
-            r#"portcullis_http_requests_total{method="GET",route="/readyz",status="200"} 1"#
+            r#"portcullis_http_requests_total{method="GET",endpoint="/readyz",status="200",outcome="2xx"} 1"#
         ),
         "{text}"
     );

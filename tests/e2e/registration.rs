@@ -52,7 +52,8 @@ impl DcrServer {
         std::fs::write(&ca_file, &ca.cert_pem).unwrap();
         let jwks_file = dir.path().join("directory-jwks.json");
         std::fs::write(&jwks_file, directory.jwks().to_string()).unwrap();
-        // A JSON string is a TOML basic string.
+        // A JSON string is a TOML basic string. These tests register far more than the default
+        // ten clients an hour from one address (rate_limits.ip.register).
         let quoted = |p: &std::path::Path| serde_json::to_string(p.to_str().unwrap()).unwrap();
         let config = dir.path().join("portcullis.toml");
         std::fs::write(
@@ -60,7 +61,8 @@ impl DcrServer {
             format!(
                 "[client_auth]\ntrust_anchor_files = [{ca}]\n\n\
                  [registration]\nstatement_max_age_secs = 300\n\n\
-                 [[registration.directories]]\nissuer = \"{DIRECTORY}\"\njwks_file = {jwks}\n",
+                 [[registration.directories]]\nissuer = \"{DIRECTORY}\"\njwks_file = {jwks}\n\n\
+                 [rate_limits.ip]\nregister = {{ quota = 1000, window_secs = 60 }}\n",
                 ca = quoted(&ca_file),
                 jwks = quoted(&jwks_file),
             ),

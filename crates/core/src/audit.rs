@@ -2,6 +2,15 @@
 //! store keeps them in one append-only table. Details must never hold secrets: the constructors
 //! that build them from domain types leave secrets out, and [`SecurityEvent::new`] drops members
 //! whose names say they are secret, as a last line of defence.
+//!
+//! Tamper evidence: every store instance (one per replica process) appends to a hash chain of its
+//! own ([`chain`]), whose head is sealed at intervals with a MAC under a key derived from the
+//! key-encryption key, which is never in the database ([`seal`]); [`verify`] walks chains and
+//! seals and names the first break.
+
+pub mod chain;
+pub mod seal;
+pub mod verify;
 
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -34,10 +43,14 @@ pub struct SecurityEvent {
     pub details: Map<String, Value>,
     /// The request it came from.
     pub request_id: Option<String>,
+    /// The OAuth client concerned, if any: set with [`SecurityEvent::with_client`], else taken
+    /// from a string `details["client_id"]`.
+    pub client_id: Option<String>,
 }
 
 impl SecurityEvent {
-    /// An event; secret-named members are removed from `details` at every depth.
+    /// An event; secret-named members are removed from `details` at every depth. Its
+    /// `client_id` is `details["client_id"]` when that is a string.
     #[must_use]
     pub fn new(
         occurred_at: OffsetDateTime,
@@ -47,6 +60,7 @@ impl SecurityEvent {
         mut details: Map<String, Value>,
     ) -> Self {
         scrub(&mut details);
+        let client_id = client_of(&details);
         Self {
             occurred_at,
             actor: actor.into(),
@@ -54,7 +68,15 @@ impl SecurityEvent {
             subject,
             details,
             request_id: None,
+            client_id,
         }
+    }
+
+    /// The same event, concerning the OAuth client `client_id`.
+    #[must_use]
+    pub fn with_client(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
     }
 
     /// The same event, tagged with the request it came from.
@@ -63,6 +85,14 @@ impl SecurityEvent {
         self.request_id = Some(request_id.into());
         self
     }
+}
+
+/// The client an event's details name, when `client_id` is a string member.
+pub(crate) fn client_of(details: &Map<String, Value>) -> Option<String> {
+    details
+        .get("client_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 fn scrub(map: &mut Map<String, Value>) {
@@ -87,6 +117,8 @@ pub struct RecordedEvent {
     pub seq: i64,
     /// The event.
     pub event: SecurityEvent,
+    /// Its place in its hash chain; `None` for events written before chaining began.
+    pub link: Option<chain::ChainLink>,
 }
 
 #[cfg(test)]
@@ -117,5 +149,19 @@ mod tests {
             event.with_request_id("req-1").request_id.as_deref(),
             Some("req-1")
         );
+    }
+
+    #[test]
+    fn the_client_comes_from_the_details_unless_set() {
+        let details = json!({"client_id": "tpp-1"}).as_object().unwrap().clone();
+        let event = SecurityEvent::new(OffsetDateTime::UNIX_EPOCH, "a", "b", None, details);
+        assert_eq!(event.client_id.as_deref(), Some("tpp-1"));
+        assert_eq!(
+            event.with_client("tpp-2").client_id.as_deref(),
+            Some("tpp-2")
+        );
+        let numeric = json!({"client_id": 7}).as_object().unwrap().clone();
+        let event = SecurityEvent::new(OffsetDateTime::UNIX_EPOCH, "a", "b", None, numeric);
+        assert_eq!(event.client_id, None);
     }
 }

@@ -18,6 +18,30 @@ pub fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<Of
     }
 }
 
+/// How deeply a JSON value nests: 0 for a scalar, 1 for an array or object of scalars, and so
+/// on. Whatever the server stores from a request must nest well under serde_json's limit of 128
+/// once it sits inside the stored document, or it is accepted and then cannot be read back
+/// (found with the fuzz targets' storage invariant). Iterative, so any value is safe to measure.
+#[must_use]
+pub fn nesting_depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(value, 1)];
+    while let Some((value, depth)) = pending.pop() {
+        match value {
+            Value::Array(items) => {
+                deepest = deepest.max(depth);
+                pending.extend(items.iter().map(|child| (child, depth + 1)));
+            }
+            Value::Object(members) => {
+                deepest = deepest.max(depth);
+                pending.extend(members.values().map(|child| (child, depth + 1)));
+            }
+            _ => {}
+        }
+    }
+    deepest
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -37,5 +61,17 @@ mod tests {
         for bad in ["exp", "nbf", "big"] {
             assert_eq!(numeric_date(claims, bad), Err(()));
         }
+    }
+
+    #[test]
+    fn nesting_depth_counts_arrays_and_objects() {
+        assert_eq!(nesting_depth(&json!("x")), 0);
+        assert_eq!(nesting_depth(&json!([])), 1);
+        assert_eq!(nesting_depth(&json!({"a": [1, {"b": null}], "c": 2})), 3);
+        let mut deep = json!(1);
+        for _ in 0..500 {
+            deep = json!([deep]);
+        }
+        assert_eq!(nesting_depth(&deep), 500);
     }
 }

@@ -1,5 +1,6 @@
 //! The application state every handler shares, and the router of the two TLS listeners with its
-//! middleware: request ids, sensitive-header marking, tracing, metrics, body and time limits.
+//! middleware: request ids, sensitive-header marking, tracing, metrics, body and time limits,
+//! security headers and the per-endpoint hardening of [`crate::hardening`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,6 +82,8 @@ pub struct AppState {
     pub liveness: Arc<crate::liveness::Liveness>,
     /// Wakes the long polls of the revocation event feed (`/events`).
     pub feed: Arc<crate::feed::FeedWatcher>,
+    /// Rate limits (`[rate_limits]`): the buckets and their backend.
+    pub rate_limits: Arc<crate::ratelimit::RateLimiter>,
     /// The test-only clock control.
     #[cfg(feature = "test-hooks")]
     pub test_clock: Arc<portcullis_core::OffsetClock>,
@@ -122,9 +125,30 @@ pub fn router(state: AppState) -> Router {
     #[cfg(feature = "test-hooks")]
     let routes = routes.merge(routes::test_hooks::router());
 
+    let trusted_proxies: Arc<[ipnet::IpNet]> =
+        Arc::from(state.config.proxy.trusted_addresses.as_slice());
+    let limits_state = state.clone();
+    let guard = Arc::new(crate::hardening::Guard::new(state.clone()));
+    let security_headers = Arc::new(crate::hardening::HeaderSettings::new(
+        state.config.tls.hsts_preload,
+    ));
+
     routes
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
+        // Inside the source-address layer, whose SourceIp it keys by (crate::ratelimit).
+        .layer(axum::middleware::from_fn_with_state(
+            limits_state,
+            crate::ratelimit::layer,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            guard,
+            crate::hardening::guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            trusted_proxies,
+            crate::source_ip::layer,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             crate::metrics::record,
@@ -155,14 +179,28 @@ pub fn router(state: AppState) -> Router {
                     timeout,
                 )),
         )
+        // Outermost, so that every answer carries the security headers (crate::hardening).
+        .layer(axum::middleware::from_fn_with_state(
+            security_headers,
+            crate::hardening::headers,
+        ))
 }
 
-/// The request span: method, path (never the query, which can carry codes) and request id.
+/// The request span: method, path (never the query, which can carry codes) and request id;
+/// `source_ip` and `client_id` are recorded later, by the hardening guard and by the client
+/// authenticator once a client has proved who it is, so every later line of the request has them.
 fn make_span<B>(request: &Request<B>) -> tracing::Span {
     let request_id = request
         .headers()
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
-    tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id = %request_id)
+    tracing::info_span!(
+        "http",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %request_id,
+        source_ip = tracing::field::Empty,
+        client_id = tracing::field::Empty,
+    )
 }

@@ -1,5 +1,6 @@
-//! The `portcullis` command line: `serve`, `migrate`, `keys`, `clients` and `users`. Options
-//! given here override the configuration file and the `PORTCULLIS_*` environment.
+//! The `portcullis` command line: `serve`, `migrate`, `keys`, `clients`, `users`, `admin`,
+//! `registration` and `audit`. Options given here override the configuration file and the
+//! `PORTCULLIS_*` environment.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,9 +18,11 @@ use crate::serve::{self, StartError};
 use crate::{keys, registry};
 
 mod admin;
+mod audit;
 mod users;
 
 pub use admin::{AdminCommand, BootstrapArgs};
+pub use audit::AuditCommand;
 pub use users::{CreateUserArgs, EnrolTotpArgs, UsersCommand};
 
 /// Portcullis: a FAPI 2.0 authorization server and OpenID Connect provider.
@@ -72,6 +75,12 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: RegistrationCommand,
+    },
+    /// The tamper-evident security-event trail.
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        command: AuditCommand,
     },
 }
 
@@ -210,11 +219,49 @@ impl From<StartError> for CliError {
     }
 }
 
-/// Runs a parsed command to completion.
+/// Runs a parsed command to completion, then seals what it recorded in the security-event trail.
 ///
 /// # Errors
 /// [`CliError`] with the message and exit code.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let result = run_command(cli).await;
+    seal_recorded_events().await;
+    result
+}
+
+/// The stores this process opened for a command, with their configuration: whatever the command
+/// recorded in the security-event trail is sealed before the process exits ([`run`]), as a server
+/// seals at shutdown. A command runs once per process, so a process-wide list is enough.
+static OPENED: std::sync::Mutex<Vec<(Arc<dyn portcullis_core::store::Store>, Config)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Seals the chain of every store a command appended to. Needs the KEK the servers use: when
+/// there is none yet (a fresh data directory), the events stay unsealed, with a warning.
+async fn seal_recorded_events() {
+    let opened = std::mem::take(
+        &mut *OPENED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    for (store, config) in opened {
+        if store.events().head().is_none() {
+            continue;
+        }
+        match keys::load_kek(&config, &SystemRng::new(), keys::MissingKek::Refuse) {
+            Ok(kek) => {
+                let sealer = crate::audit::Sealer::new(store, &kek, Arc::new(SystemClock));
+                if let Err(error) = sealer.seal().await {
+                    tracing::warn!(%error, "could not seal the security events of this command");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the security events of this command are not sealed: no key-encryption key yet");
+            }
+        }
+    }
+}
+
+async fn run_command(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve(args) => {
             let overrides = Overrides {
@@ -273,6 +320,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             )
             .await
             .map_err(StartError::from)?;
+            record_rotation(store.as_ref(), &added).await?;
             for key in added {
                 println!(
                     "{} {} activates_at={}",
@@ -310,6 +358,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Admin { command } => admin::run(command).await,
+        Command::Audit { command } => audit::run(command).await,
         Command::Keys {
             command: KeysCommand::List(args),
         } => {
@@ -338,6 +387,48 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
+/// Records a rotation from the command line in the security-event trail (`key.rotate`, as the
+/// admin API does). Fail closed: keys whose creation cannot be recorded are removed again (they
+/// are only published, not yet signing).
+async fn record_rotation(
+    store: &dyn portcullis_core::store::Store,
+    added: &[portcullis_core::keys::StoredSigningKey],
+) -> Result<(), CliError> {
+    let listed = added
+        .iter()
+        .map(|key| {
+            serde_json::json!({
+                "kid": key.kid,
+                "alg": key.alg.as_str(),
+                "activates_at": key.activates_at.unix_timestamp(),
+            })
+        })
+        .collect();
+    let mut details = serde_json::Map::new();
+    details.insert("added".into(), serde_json::Value::Array(listed));
+    let event = portcullis_core::audit::SecurityEvent::new(
+        portcullis_core::Clock::now(&SystemClock),
+        "cli",
+        "key.rotate",
+        None,
+        details,
+    );
+    let Err(e) = store.events().append(&event).await else {
+        return Ok(());
+    };
+    for key in added {
+        if let Err(undo) = store.signing_keys().remove(&key.kid).await {
+            tracing::error!(kid = %key.kid, error = %undo, "could not undo an unrecorded key rotation");
+        }
+    }
+    Err(CliError {
+        exit_code: 1,
+        message: format!(
+            "the rotation could not be recorded in the security-event trail, and was undone: {e}"
+        ),
+    })
+}
+
 async fn create_client(args: CreateClientArgs) -> Result<(), CliError> {
     let config = args.store.load(&args.store.overrides())?;
     crate::telemetry::init(&config.log);
@@ -357,6 +448,13 @@ async fn create_client(args: CreateClientArgs) -> Result<(), CliError> {
     // The operator's own tool may set the operator-only settings alongside the metadata.
     let settings = ClientSettings::parse(ClientSettings::take_from(&mut request))
         .map_err(|e| bad_input(format!("{}: {}", e.error, e.error_description)))?;
+    if let Some(tier) = &settings.rate_limit_tier
+        && !config.rate_limits.defines_tier(tier)
+    {
+        return Err(bad_input(format!(
+            "rate_limit_tier {tier} is not a tier of the configuration (rate_limits.tiers)"
+        )));
+    }
     let store = open_store(&config).await?;
     let rng = SystemRng::new();
     let registered = registry::create_client(
@@ -430,7 +528,12 @@ async fn list_clients(args: StoreArgs) -> Result<(), CliError> {
 
 async fn open_store(config: &Config) -> Result<Arc<dyn portcullis_core::store::Store>, CliError> {
     // A command needs a connection or two, not a server's pool.
-    Ok(serve::open_store(config, 2).await?)
+    let store = serve::open_store(config, 2).await?;
+    OPENED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push((store.clone(), config.clone()));
+    Ok(store)
 }
 
 fn rfc3339(at: time::OffsetDateTime) -> String {

@@ -75,6 +75,13 @@ pub struct Config {
     pub registration: crate::registration::RegistrationConfig,
     /// The revocation event feed (`/events`, RFC 8936).
     pub events: crate::feed::EventsConfig,
+    /// Rate limits per source address, per client tier and per endpoint, and their backend.
+    pub rate_limits: crate::ratelimit::RateLimitsConfig,
+    /// Brute-force protection of the customer's login: delays and temporary locks per account
+    /// and source, per source, per account, and per customer's second factor.
+    pub login_protection: crate::login_throttle::LoginProtectionConfig,
+    /// The tamper-evident audit trail: sealing of the chain heads.
+    pub audit: crate::audit::AuditConfig,
 }
 
 impl Default for Config {
@@ -99,6 +106,9 @@ impl Default for Config {
             authorization: AuthorizationConfig::default(),
             registration: crate::registration::RegistrationConfig::default(),
             events: crate::feed::EventsConfig::default(),
+            rate_limits: crate::ratelimit::RateLimitsConfig::default(),
+            login_protection: crate::login_throttle::LoginProtectionConfig::default(),
+            audit: crate::audit::AuditConfig::default(),
         }
     }
 }
@@ -156,6 +166,9 @@ pub struct TlsConfig {
     pub key_file: Option<PathBuf>,
     /// Seconds a client has to finish the TLS handshake.
     pub handshake_timeout_secs: u64,
+    /// Whether `Strict-Transport-Security` carries `preload` (FAPI2 SP 5.2.3-1/2). Set it only
+    /// for an issuer domain, and all its subdomains, submitted to the browsers' preload list.
+    pub hsts_preload: bool,
 }
 
 impl Default for TlsConfig {
@@ -164,6 +177,7 @@ impl Default for TlsConfig {
             cert_file: None,
             key_file: None,
             handshake_timeout_secs: 10,
+            hsts_preload: false,
         }
     }
 }
@@ -711,6 +725,9 @@ impl Config {
         self.client_auth.trust_anchors()?;
         self.registration.validate()?;
         self.events.validate(self.limits.request_timeout_secs)?;
+        self.rate_limits.validate()?;
+        self.login_protection.validate()?;
+        self.audit.validate()?;
         if !(60..=3600).contains(&self.tokens.access_token_lifetime_secs) {
             return Err(ConfigError::new(
                 "tokens.access_token_lifetime_secs",

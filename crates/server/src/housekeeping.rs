@@ -3,8 +3,9 @@
 //! accepted; pushed requests, codes, interactions, sessions and refresh tokens expire; all are
 //! purged here so that the tables stay the size of their live contents. So are the access-token
 //! deny list (once the tokens it names have expired) and the revocation event feed (events every
-//! recipient acknowledged, and deliveries nobody fetched). Every replica runs it; the deletes are
-//! idempotent.
+//! recipient acknowledged, and deliveries nobody fetched), and the login throttle's counters once
+//! nothing they hold matters any more. Every replica runs it; the deletes are
+//! idempotent. Each replica also seals its audit chain's head at intervals ([`run_seals`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,7 +55,23 @@ pub async fn purge(store: &dyn Store, clock: &dyn Clock) -> Result<u64, StoreErr
             now - UNDELIVERED_EVENT_RETENTION,
         )
         .await?;
-    Ok(replay + pushed + codes + refresh + access + sessions + interactions + revocations)
+    // Rate-limit buckets that are full again mean the same as none (crate::ratelimit).
+    let buckets = store
+        .rate_limits()
+        .purge_idle(portcullis_core::ratelimit::micros(now))
+        .await?;
+    // Login-throttle counters whose window, wait, lock and trust are all over.
+    let throttle = store.login_throttle().purge_expired(now).await?;
+    Ok(replay
+        + pushed
+        + codes
+        + refresh
+        + access
+        + sessions
+        + interactions
+        + revocations
+        + buckets
+        + throttle)
 }
 
 /// Purges every [`PURGE_INTERVAL`] until `stop` turns true. Failures are logged and retried at
@@ -68,6 +85,33 @@ pub async fn run(store: Arc<dyn Store>, clock: Arc<dyn Clock>, mut stop: watch::
                 Ok(0) => {}
                 Ok(purged) => tracing::debug!(purged, "expired replay entries deleted"),
                 Err(error) => tracing::warn!(%error, "could not purge the replay cache"),
+            },
+            () = async {
+                let _ = stop.wait_for(|s| *s).await;
+            } => return,
+        }
+    }
+}
+
+/// Seals this replica's audit chain head every `interval` (`audit.seal_interval_secs`) until
+/// `stop` turns true; the last seal at shutdown is [`crate::serve::Running::shutdown`]'s, after the
+/// listeners have drained. Failures are logged and retried at the next tick: until then the
+/// unsealed tail of the chain grows, which `portcullis audit verify` reports.
+pub async fn run_seals(
+    sealer: crate::audit::Sealer,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate: there is nothing to seal at start.
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => match sealer.seal().await {
+                Ok(Some(seal)) => tracing::debug!(chain_seq = seal.chain_seq, "audit chain sealed"),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "could not seal the audit chain"),
             },
             () = async {
                 let _ = stop.wait_for(|s| *s).await;

@@ -10,7 +10,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderValue, Method, StatusCode, header};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -22,14 +22,51 @@ use crate::tls::ListenerKind;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
-    route: String,
+    method: &'static str,
+    endpoint: String,
     status: u16,
+    outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouteLabels {
-    route: String,
+struct EndpointLabels {
+    endpoint: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    grant_type: &'static str,
+    binding: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClientAuthFailureLabels {
+    reason: &'static str,
+}
+
+/// The protocol outcome of an error answer: its OAuth error code (or the admin API's
+/// `not_found`, `conflict`), a response extension the error types set so that the request
+/// metrics count by code, a bounded set, rather than only by status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome(pub &'static str);
+
+impl Outcome {
+    /// Marks `response` with the outcome `code`.
+    pub fn mark(response: &mut Response, code: &'static str) {
+        response.extensions_mut().insert(Outcome(code));
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RateLimitedLabels {
+    endpoint: &'static str,
+    key: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RateLimitBackendLabels {
+    backend: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -43,15 +80,25 @@ struct HandshakeLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LoginLabels {
+    outcome: &'static str,
+}
+
 /// The server's metrics.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
-    durations: Family<RouteLabels, Histogram>,
+    durations: Family<EndpointLabels, Histogram>,
+    tokens_issued: Family<TokenLabels, Counter>,
+    client_auth_failures: Family<ClientAuthFailureLabels, Counter>,
     connections: Family<ListenerLabels, Gauge>,
     handshake_failures: Family<HandshakeLabels, Counter>,
     waiting_polls: Gauge,
+    rate_limited: Family<RateLimitedLabels, Counter>,
+    rate_limit_backend_errors: Family<RateLimitBackendLabels, Counter>,
+    login_attempts: Family<LoginLabels, Counter>,
 }
 
 fn duration_histogram() -> Histogram {
@@ -72,21 +119,45 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("portcullis");
         let requests = Family::<RequestLabels, Counter>::default();
-        let durations = Family::<RouteLabels, Histogram>::new_with_constructor(
+        let durations = Family::<EndpointLabels, Histogram>::new_with_constructor(
             duration_histogram as fn() -> Histogram,
         );
+        let tokens_issued = Family::<TokenLabels, Counter>::default();
+        let client_auth_failures = Family::<ClientAuthFailureLabels, Counter>::default();
         let connections = Family::<ListenerLabels, Gauge>::default();
         let handshake_failures = Family::<HandshakeLabels, Counter>::default();
         let waiting_polls = Gauge::default();
+        let rate_limited = Family::<RateLimitedLabels, Counter>::default();
+        let rate_limit_backend_errors = Family::<RateLimitBackendLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused by a rate limit (429), by endpoint and key (ip, client, auth_failures)",
+            rate_limited.clone(),
+        );
+        registry.register(
+            "rate_limit_backend_errors",
+            "Failures and timeouts of the shared rate-limit backend (database, redis); on_backend_error decides what the request gets",
+            rate_limit_backend_errors.clone(),
+        );
         registry.register(
             "http_requests",
-            "HTTP requests by method, route and status",
+            "HTTP requests by method, endpoint (the matched route), status and outcome (status class, or the OAuth error code of an error answer)",
             requests.clone(),
         );
         registry.register(
             "http_request_duration_seconds",
-            "HTTP request latency by route",
+            "HTTP request latency by endpoint and outcome",
             durations.clone(),
+        );
+        registry.register(
+            "tokens_issued",
+            "Access tokens issued by grant type and binding (mtls, dpop, none)",
+            tokens_issued.clone(),
+        );
+        registry.register(
+            "client_auth_failures",
+            "Refused client authentications by reason",
+            client_auth_failures.clone(),
         );
         registry.register(
             "open_connections",
@@ -103,14 +174,46 @@ impl Metrics {
             "Long polls of the revocation event feed (/events) waiting on this replica",
             waiting_polls.clone(),
         );
+        let login_attempts = Family::<LoginLabels, Counter>::default();
+        registry.register(
+            "login_attempts",
+            "Customer login steps by outcome: success, bad_credentials, unknown_user, throttled (a delay refused it unchecked), locked (a lock did), totp_success, totp_failed, totp_locked",
+            login_attempts.clone(),
+        );
         Self {
             registry,
             requests,
             durations,
+            tokens_issued,
+            client_auth_failures,
             connections,
             handshake_failures,
             waiting_polls,
+            rate_limited,
+            rate_limit_backend_errors,
+            login_attempts,
         }
+    }
+
+    /// Counts a customer's login step by its `outcome` (see the metric's help).
+    pub fn login_attempt(&self, outcome: &'static str) {
+        self.login_attempts
+            .get_or_create(&LoginLabels { outcome })
+            .inc();
+    }
+
+    /// Counts a request a rate limit refused at `endpoint` by a bucket of `key` kind.
+    pub fn rate_limited(&self, endpoint: &'static str, key: &'static str) {
+        self.rate_limited
+            .get_or_create(&RateLimitedLabels { endpoint, key })
+            .inc();
+    }
+
+    /// Counts a failure or timeout of the shared rate-limit `backend`.
+    pub fn rate_limit_backend_error(&self, backend: &'static str) {
+        self.rate_limit_backend_errors
+            .get_or_create(&RateLimitBackendLabels { backend })
+            .inc();
     }
 
     /// Counts a long poll of the event feed while it waits, until the guard drops.
@@ -143,17 +246,57 @@ impl Metrics {
         ConnectionGuard(gauge)
     }
 
-    fn observe(&self, method: &str, route: &str, status: StatusCode, elapsed: Duration) {
+    /// Counts an access token issued with `grant_type` (one of the token endpoint's grant
+    /// names), bound by `confirmation` (`None`: unbound, which no client gets today).
+    pub fn token_issued(
+        &self,
+        grant_type: &'static str,
+        confirmation: Option<&portcullis_core::access_token::Confirmation>,
+    ) {
+        use portcullis_core::access_token::Confirmation;
+        let binding = match confirmation {
+            Some(Confirmation::Certificate { .. }) => "mtls",
+            Some(Confirmation::DpopKey { .. }) => "dpop",
+            None => "none",
+        };
+        self.tokens_issued
+            .get_or_create(&TokenLabels {
+                grant_type,
+                binding,
+            })
+            .inc();
+    }
+
+    /// Counts a refused client authentication, by its bounded reason.
+    pub fn client_auth_failed(&self, reason: crate::client_auth::FailureReason) {
+        self.client_auth_failures
+            .get_or_create(&ClientAuthFailureLabels {
+                reason: reason.as_str(),
+            })
+            .inc();
+    }
+
+    fn observe(
+        &self,
+        method: &Method,
+        endpoint: &str,
+        status: StatusCode,
+        outcome: Option<Outcome>,
+        elapsed: Duration,
+    ) {
+        let outcome = outcome.map_or_else(|| status_class(status), |o| o.0);
         self.requests
             .get_or_create(&RequestLabels {
-                method: method.to_owned(),
-                route: route.to_owned(),
+                method: method_label(method),
+                endpoint: endpoint.to_owned(),
                 status: status.as_u16(),
+                outcome,
             })
             .inc();
         self.durations
-            .get_or_create(&RouteLabels {
-                route: route.to_owned(),
+            .get_or_create(&EndpointLabels {
+                endpoint: endpoint.to_owned(),
+                outcome,
             })
             .observe(elapsed.as_secs_f64());
     }
@@ -200,17 +343,49 @@ impl Drop for GaugeGuard {
     }
 }
 
+/// The method as a label: the ones we serve, and `other` for anything a client makes up.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// `2xx`, `4xx`…: the outcome of an answer that carries no protocol error code.
+fn status_class(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
 /// Middleware recording each request's count and latency, labelled by the matched route (never
-/// the raw path, which would let clients blow up the label space).
+/// the raw path, which would let clients blow up the label space), a bounded method, the status
+/// and the outcome: every label value comes from a bounded set.
 pub async fn record(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
-    let route = request
+    let endpoint = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = request.method().clone();
     let start = std::time::Instant::now();
     let response = next.run(request).await;
-    metrics.observe(&method, &route, response.status(), start.elapsed());
+    metrics.observe(
+        &method,
+        &endpoint,
+        response.status(),
+        response.extensions().get::<Outcome>().copied(),
+        start.elapsed(),
+    );
     response
 }
 
@@ -244,13 +419,19 @@ mod tests {
     #[test]
     fn exposes_request_connection_and_handshake_metrics() {
         let metrics = Arc::new(Metrics::new());
-        metrics.observe("GET", "/jwks", StatusCode::OK, Duration::from_millis(3));
+        metrics.observe(
+            &Method::GET,
+            "/jwks",
+            StatusCode::OK,
+            None,
+            Duration::from_millis(3),
+        );
         metrics.tls_handshake_failed(ListenerKind::Mtls, "timeout");
         let guard = metrics.connection_opened(ListenerKind::Main);
         let text = metrics.encode().unwrap();
         assert!(
             text.contains(
-                r#"portcullis_http_requests_total{method="GET",route="/jwks",status="200"} 1"#
+                r#"portcullis_http_requests_total{method="GET",endpoint="/jwks",status="200",outcome="2xx"} 1"#
             ),
             "{text}"
         );
@@ -273,5 +454,42 @@ mod tests {
                 .unwrap()
                 .contains(r#"portcullis_open_connections{listener="main"} 0"#)
         );
+    }
+
+    #[test]
+    fn counts_tokens_by_grant_and_binding_auth_failures_by_reason_and_errors_by_code() {
+        use portcullis_core::access_token::Confirmation;
+        let metrics = Metrics::new();
+        let dpop = Confirmation::DpopKey { jkt: "k".into() };
+        metrics.token_issued("authorization_code", Some(&dpop));
+        metrics.token_issued("authorization_code", Some(&dpop));
+        metrics.token_issued("client_credentials", None);
+        metrics.client_auth_failed(crate::client_auth::FailureReason::InvalidAssertion);
+        metrics.observe(
+            &Method::POST,
+            "/token",
+            StatusCode::BAD_REQUEST,
+            Some(Outcome("invalid_grant")),
+            Duration::from_millis(1),
+        );
+        let made_up = Method::from_bytes(b"BREW").unwrap();
+        metrics.observe(
+            &made_up,
+            "unmatched",
+            StatusCode::NOT_FOUND,
+            None,
+            Duration::from_millis(1),
+        );
+        let text = metrics.encode().unwrap();
+        for line in [
+            r#"portcullis_tokens_issued_total{grant_type="authorization_code",binding="dpop"} 2"#,
+            r#"portcullis_tokens_issued_total{grant_type="client_credentials",binding="none"} 1"#,
+            r#"portcullis_client_auth_failures_total{reason="invalid_assertion"} 1"#,
+            r#"portcullis_http_requests_total{method="POST",endpoint="/token",status="400",outcome="invalid_grant"} 1"#,
+            r#"portcullis_http_requests_total{method="other",endpoint="unmatched",status="404",outcome="4xx"} 1"#,
+            r#"portcullis_http_request_duration_seconds_count{endpoint="/token",outcome="invalid_grant"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} not in:\n{text}");
+        }
     }
 }

@@ -108,7 +108,12 @@ impl IntoResponse for Refusal {
             ),
         };
         let mut response = match body {
-            Some(error) => (status, Json(error)).into_response(),
+            Some(error) => {
+                let code = error.error.as_str();
+                let mut response = (status, Json(error)).into_response();
+                crate::metrics::Outcome::mark(&mut response, code);
+                response
+            }
             None => status.into_response(),
         };
         let headers = response.headers_mut();

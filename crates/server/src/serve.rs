@@ -91,6 +91,8 @@ pub struct Running {
     pub ca_file: Option<PathBuf>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    /// Seals the audit chain once more when everything else has stopped.
+    sealer: crate::audit::Sealer,
 }
 
 impl Running {
@@ -110,10 +112,14 @@ impl Running {
         )
     }
 
-    /// Stops accepting, lets open connections finish within the grace period, and returns.
+    /// Stops accepting, lets open connections finish within the grace period, seals the audit
+    /// chain's head (so that nothing this replica recorded can go missing unseen), and returns.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+        if let Err(error) = self.sealer.seal().await {
+            tracing::warn!(%error, "could not seal the audit chain at shutdown");
+        }
     }
 }
 
@@ -217,7 +223,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             &issuer,
             &mtls_base,
         )?
-        .with_client_cache(epochs.clone(), config.tokens.liveness_cache_entries),
+        .with_client_cache(epochs.clone(), config.tokens.liveness_cache_entries)
+        .with_metrics(metrics.clone()),
     );
     let resources = Arc::new(crate::resources::ResourceCache::new(
         store.clone(),
@@ -242,6 +249,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config.tokens.liveness_cache_entries,
     ));
     let feed = crate::feed::FeedWatcher::new(store.clone());
+    let rate_limits = Arc::new(crate::ratelimit::RateLimiter::new(
+        &config.rate_limits,
+        store.clone(),
+        clock.clone(),
+        metrics.clone(),
+    )?);
+    let sealer = crate::audit::Sealer::new(store.clone(), &kek, clock.clone());
     let state = AppState {
         config: config.clone(),
         urls: Arc::new(Urls {
@@ -262,6 +276,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         registration,
         liveness,
         feed,
+        rate_limits,
         #[cfg(feature = "test-hooks")]
         test_clock,
     };
@@ -299,6 +314,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
 
     tasks.spawn(crate::housekeeping::run(upkeep.0, upkeep.1, stop.clone()));
+    tasks.spawn(crate::housekeeping::run_seals(
+        sealer.clone(),
+        Duration::from_secs(config.audit.seal_interval_secs),
+        stop.clone(),
+    ));
     // At shutdown, waiting long polls of `/events` answer at once, so their connections drain.
     let mut stopping = stop.clone();
     tasks.spawn(async move {
@@ -335,6 +355,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         ca_file,
         shutdown,
         tasks,
+        sealer,
     })
 }
 

@@ -1,6 +1,7 @@
 //! Logging: structured JSON (or text) to standard error, filtered by `log.level` or `RUST_LOG`.
 //! Standard output is kept for what scripts read (the ready line, CLI results). Request spans
-//! carry method, path and request id; no header, query string or body is ever logged.
+//! carry method, path, request id, source address and, once a client has authenticated, its
+//! `client_id` (`crate::app`); no header, query string or body is ever logged.
 
 use tracing_subscriber::EnvFilter;
 

@@ -467,6 +467,49 @@ mod tests {
         async fn list(&self, _after: i64, _limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
             Ok(Vec::new())
         }
+        async fn find(
+            &self,
+            filter: &portcullis_core::store::EventFilter,
+            after: i64,
+            limit: u32,
+        ) -> Result<Vec<RecordedEvent>, StoreError> {
+            self.0.events().find(filter, after, limit).await
+        }
+        fn head(&self) -> Option<portcullis_core::audit::chain::ChainHead> {
+            self.0.events().head()
+        }
+        async fn add_seal(
+            &self,
+            seal: &portcullis_core::audit::seal::Seal,
+        ) -> Result<(), StoreError> {
+            self.0.events().add_seal(seal).await
+        }
+        async fn last_seal(
+            &self,
+            chain_id: uuid::Uuid,
+        ) -> Result<Option<portcullis_core::audit::seal::Seal>, StoreError> {
+            self.0.events().last_seal(chain_id).await
+        }
+        async fn chains(&self) -> Result<Vec<portcullis_core::store::ChainInfo>, StoreError> {
+            self.0.events().chains().await
+        }
+        async fn chain_events(
+            &self,
+            chain_id: uuid::Uuid,
+            after: (i64, i64),
+            limit: u32,
+        ) -> Result<Vec<RecordedEvent>, StoreError> {
+            self.0.events().chain_events(chain_id, after, limit).await
+        }
+        async fn seals(
+            &self,
+            chain_id: uuid::Uuid,
+        ) -> Result<Vec<portcullis_core::audit::seal::Seal>, StoreError> {
+            self.0.events().seals(chain_id).await
+        }
+        async fn unchained(&self) -> Result<portcullis_core::store::Unchained, StoreError> {
+            self.0.events().unchained().await
+        }
     }
 
     #[async_trait::async_trait]
@@ -518,6 +561,12 @@ mod tests {
         }
         fn revocations(&self) -> &dyn portcullis_core::store::RevocationStore {
             self.0.revocations()
+        }
+        fn rate_limits(&self) -> &dyn portcullis_core::store::RateLimitStore {
+            self.0.rate_limits()
+        }
+        fn login_throttle(&self) -> &dyn portcullis_core::store::LoginThrottleStore {
+            self.0.login_throttle()
         }
     }
 

@@ -2,6 +2,7 @@
 //! domain refuses means the row was written by something other than this code: it is reported as
 //! corrupt rather than silently accepted.
 
+use portcullis_core::audit::chain::{ChainLink, Digest};
 use portcullis_core::client::secret::SecretHash;
 use portcullis_core::client::settings::ClientSettings;
 use portcullis_core::client::{ClientId, ClientProfile};
@@ -10,6 +11,7 @@ use portcullis_core::store::{FeedEvent, Poll, StoreError};
 use portcullis_core::user::Username;
 use portcullis_jose::{PublicJwk, SigningAlg};
 use serde_json::{Map, Value};
+use uuid::Uuid;
 
 use crate::error::corrupt;
 
@@ -149,6 +151,43 @@ pub(crate) fn event_details(value: Value) -> Result<Map<String, Value>, StoreErr
     match value {
         Value::Object(members) => Ok(members),
         _ => Err(corrupt("security_events.details", "not a JSON object")),
+    }
+}
+
+/// A stored SHA-256 digest or HMAC-SHA-256 tag.
+pub(crate) fn digest(column: &str, bytes: &[u8]) -> Result<Digest, StoreError> {
+    Digest::try_from(bytes).map_err(|_| corrupt(column, "not 32 bytes"))
+}
+
+/// An event's chain columns: all set (chained) or all empty (written before chaining began).
+pub(crate) fn chain_link(
+    seq: i64,
+    chain_id: Option<Uuid>,
+    chain_seq: Option<i64>,
+    prev_hash: Option<&[u8]>,
+    hash: Option<&[u8]>,
+) -> Result<Option<ChainLink>, StoreError> {
+    match (chain_id, chain_seq, prev_hash, hash) {
+        (None, None, None, None) => Ok(None),
+        (Some(chain_id), Some(chain_seq), Some(prev_hash), Some(hash)) => Ok(Some(ChainLink {
+            chain_id,
+            chain_seq,
+            prev_hash: digest("security_events.prev_hash", prev_hash).map_err(|_| {
+                corrupt(
+                    "security_events.prev_hash",
+                    format!("event {seq}: not 32 bytes"),
+                )
+            })?,
+            hash: digest("security_events.hash", hash).map_err(|_| {
+                corrupt("security_events.hash", format!("event {seq}: not 32 bytes"))
+            })?,
+        })),
+        _ => Err(corrupt(
+            "security_events",
+            format!(
+                "event {seq}: chain_id, chain_seq, prev_hash and hash must all be set or all empty"
+            ),
+        )),
     }
 }
 

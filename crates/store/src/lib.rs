@@ -3,6 +3,7 @@
 //! default. [`connect`] picks the backend from the database URL; [`migrate`] applies the
 //! migrations in `migrations/{postgres,sqlite}`, which are compiled into the binary.
 
+mod audit_writer;
 mod convert;
 
 /// The per-aggregate accessors of `Store`, identical for both backends: each backend's store
@@ -64,11 +65,20 @@ macro_rules! aggregate_accessors {
         fn revocations(&self) -> &dyn portcullis_core::store::RevocationStore {
             &self.revocations
         }
+
+        fn rate_limits(&self) -> &dyn portcullis_core::store::RateLimitStore {
+            &self.rate_limits
+        }
+
+        fn login_throttle(&self) -> &dyn portcullis_core::store::LoginThrottleStore {
+            &self.login_throttle
+        }
     };
 }
 pub(crate) use aggregate_accessors;
 mod error;
 pub mod postgres;
+mod rate_limits;
 pub mod sqlite;
 
 use std::sync::Arc;

@@ -272,6 +272,18 @@ async fn execute_raw(url: &str, statement: &str) -> Result<(), sqlx::Error> {
     }
 }
 
+/// The login throttle's counters, in a file of their own (a directory of `tests/` is not a test
+/// binary of its own).
+#[path = "conformance/login_throttle.rs"]
+mod login_throttle;
+
+#[path = "conformance/audit.rs"]
+mod audit;
+
+/// The rate-limit buckets (`RateLimitStore`), in a file of their own.
+#[path = "conformance/rate_limits.rs"]
+mod rate_limits;
+
 mod suite {
     use super::*;
 

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::Bank;
 
 /// `(METHOD, path)` of every route the admin API serves.
-const ADMIN_ROUTES: [(&str, &str); 24] = [
+const ADMIN_ROUTES: [(&str, &str); 25] = [
     ("get", "/admin/v1/clients"),
     ("post", "/admin/v1/clients"),
     ("get", "/admin/v1/clients/{client_id}"),
@@ -28,6 +28,7 @@ const ADMIN_ROUTES: [(&str, &str); 24] = [
     ("get", "/admin/v1/keys"),
     ("post", "/admin/v1/keys/rotate"),
     ("get", "/admin/v1/events"),
+    ("get", "/admin/v1/events/export"),
     ("get", "/admin/v1/revocation-events"),
     ("get", "/admin/v1/resources"),
     ("post", "/admin/v1/resources"),

@@ -20,6 +20,10 @@ use crate::error::{ErrorCode, OAuthError};
 pub const MAX_ENTRIES: usize = 16;
 /// At most this many bytes of JSON for the whole array.
 pub const MAX_BYTES: usize = 16 * 1024;
+/// At most this many levels of arrays and objects in one entry (the entry itself is one). The
+/// entries are stored inside other documents (a pushed request, a code, a grant, an access
+/// token's claims) that must read back under serde_json's nesting limit of 128.
+pub const MAX_ENTRY_DEPTH: usize = 8;
 
 /// The type a bank's account-information consent uses.
 pub const ACCOUNT_INFORMATION: &str = "account_information";
@@ -94,6 +98,11 @@ fn validate_entry(index: usize, entry: &Value, allowed: &[String]) -> Result<Val
     if !allowed.iter().any(|t| t == kind) {
         return Err(invalid(format!(
             "authorization_details[{index}]: type {kind} is not registered for the client (authorization_details_types)"
+        )));
+    }
+    if crate::claims::nesting_depth(entry) > MAX_ENTRY_DEPTH {
+        return Err(invalid(format!(
+            "authorization_details[{index}] nests arrays and objects more than {MAX_ENTRY_DEPTH} levels deep"
         )));
     }
     let at = |field: &str| format!("authorization_details[{index}].{field}");
@@ -393,6 +402,31 @@ mod tests {
         refused(
             json!([{"type": "account_information", "actions": ["read_balances"], "admin": true}]),
             "admin",
+        );
+    }
+
+    /// Found with the `authorization_details` fuzz target's storage invariant: an entry nested
+    /// 120 levels deep was accepted, and the pushed request holding it could then not be read back from storage.
+    #[test]
+    fn deeply_nested_entries_are_refused() {
+        let mut deep = json!("leaf");
+        for _ in 0..120 {
+            deep = json!([deep]);
+        }
+        refused(
+            json!([{"type": "customer_information", "extra": deep}]),
+            "levels deep",
+        );
+        let mut shallow = json!("leaf");
+        for _ in 0..MAX_ENTRY_DEPTH - 1 {
+            shallow = json!([shallow]);
+        }
+        assert!(
+            validate(
+                &json!([{"type": "customer_information", "extra": shallow}]),
+                &types()
+            )
+            .is_ok()
         );
     }
 

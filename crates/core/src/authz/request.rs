@@ -24,6 +24,11 @@ pub const MAX_STATE: usize = 4096;
 pub const MAX_NONCE: usize = 2048;
 /// At most this many `resource` values.
 pub const MAX_RESOURCES: usize = 16;
+/// Longest OIDC `claims` request, as JSON text.
+pub const MAX_CLAIMS_BYTES: usize = 8192;
+/// At most this many levels of objects and arrays in the `claims` request: it is stored inside
+/// the pushed request, which must read back under serde_json's nesting limit of 128.
+pub const MAX_CLAIMS_DEPTH: usize = 8;
 
 /// OIDC Core §3.1.2.1 `prompt` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -417,12 +422,27 @@ fn claims(params: &Map<String, Value>) -> Result<Option<Map<String, Value>>, OAu
     let refuse = |why: &str| invalid(format!("claims {why} (OIDC Core §5.5)"));
     let value = match params.get("claims") {
         None => return Ok(None),
-        Some(Value::String(text)) if text.len() <= 8192 => {
+        Some(Value::String(text)) if text.len() <= MAX_CLAIMS_BYTES => {
             serde_json::from_str::<Value>(text).map_err(|_| refuse("is not JSON"))?
         }
-        Some(Value::String(_)) => return Err(refuse("is longer than 8192 bytes")),
-        Some(other) => other.clone(),
+        Some(Value::String(_)) => {
+            return Err(refuse(&format!("is longer than {MAX_CLAIMS_BYTES} bytes")));
+        }
+        // In a request object: the same bounds as the text a form sends.
+        Some(other) => {
+            if serde_json::to_vec(other).map_or(usize::MAX, |v| v.len()) > MAX_CLAIMS_BYTES {
+                return Err(refuse(&format!("is longer than {MAX_CLAIMS_BYTES} bytes")));
+            }
+            other.clone()
+        }
     };
+    // Found with the `par_form` fuzz target's storage invariant: a deeply nested request was accepted, and then the
+    // pushed request holding it could not be read back from storage.
+    if crate::claims::nesting_depth(&value) > MAX_CLAIMS_DEPTH {
+        return Err(refuse(&format!(
+            "nests objects and arrays more than {MAX_CLAIMS_DEPTH} levels deep"
+        )));
+    }
     let Value::Object(request) = value else {
         return Err(refuse("must be a JSON object"));
     };
@@ -673,6 +693,39 @@ mod tests {
             "asks for nothing",
         );
         refused(json!({"state": 5}), ErrorCode::InvalidRequest, "string");
+    }
+
+    /// Found with the `par_form` fuzz target's storage invariant: a `claims` request nested 125
+    /// levels deep was accepted and could not be read back from storage; a request object's `claims` had no size
+    /// bound at all.
+    #[test]
+    fn deeply_nested_or_oversized_claims_requests_are_refused() {
+        let deep = format!("{{\"x\":{}{}}}", "[".repeat(125), "]".repeat(125));
+        refused(
+            json!({"claims": deep}),
+            ErrorCode::InvalidRequest,
+            "levels deep",
+        );
+        let mut nested = json!(null);
+        for _ in 0..=MAX_CLAIMS_DEPTH {
+            nested = json!({"id_token": nested});
+        }
+        refused(
+            json!({"claims": nested}),
+            ErrorCode::InvalidRequest,
+            "levels deep",
+        );
+        refused(
+            json!({"claims": {"userinfo": {"email": {"values": ["x".repeat(MAX_CLAIMS_BYTES)]}}}}),
+            ErrorCode::InvalidRequest,
+            "longer than",
+        );
+        assert!(
+            run(&with(
+                json!({"claims": {"id_token": {"acr": {"essential": true, "values": ["a"]}}}})
+            ))
+            .is_ok()
+        );
     }
 
     #[test]

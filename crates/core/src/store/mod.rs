@@ -16,7 +16,9 @@ mod clients;
 mod events;
 mod grants;
 mod keys;
+mod login_throttle;
 mod pushed;
+mod rate_limits;
 mod refresh;
 mod replay;
 mod resources;
@@ -28,10 +30,12 @@ mod users;
 use std::fmt;
 
 pub use clients::ClientStore;
-pub use events::SecurityEventStore;
+pub use events::{ChainInfo, EventFilter, SecurityEventStore, Unchained};
 pub use grants::{CodeStore, Grant, GrantStore, LAST_USED_RESOLUTION_SECS, Redemption, StoredCode};
 pub use keys::SigningKeyStore;
+pub use login_throttle::{LoginThrottleStore, StoredThrottle};
 pub use pushed::{PushedRequest, PushedRequestStore};
+pub use rate_limits::RateLimitStore;
 pub use refresh::{RefreshTokenStore, StoredRefreshToken};
 pub use replay::{FirstUse, ReplayKey, ReplayKind, ReplayStore};
 pub use resources::ResourceServerStore;
@@ -130,4 +134,10 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Revocations, the access-token deny list and the revocation event feed.
     fn revocations(&self) -> &dyn RevocationStore;
+
+    /// The login throttle's counters (brute-force protection of the customer's login).
+    fn login_throttle(&self) -> &dyn LoginThrottleStore;
+
+    /// Rate-limit buckets shared by the replicas (`[rate_limits] backend = "database"`).
+    fn rate_limits(&self) -> &dyn RateLimitStore;
 }

@@ -225,6 +225,8 @@ pub enum ClientAuthError {
         error: OAuthError,
         /// Whether the client tried HTTP Basic.
         basic_attempted: bool,
+        /// Why, as a bounded label (metrics, logs).
+        reason: FailureReason,
     },
     /// The store failed: `server_error`, logged.
     #[error("client authentication: {0}")]
@@ -241,6 +243,68 @@ impl ClientAuthError {
                 ErrorCode::ServerError,
                 "the server could not complete the request",
             ),
+        }
+    }
+}
+
+/// Why a client authentication was refused: a bounded set, the `reason` label of
+/// `portcullis_client_auth_failures_total`. The `error_description` sent says more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    /// The credentials cannot be sorted out: none, several methods, malformed HTTP Basic, a
+    /// wrong assertion type, or names that disagree (RFC 6749 §2.3, checklist #4, #14).
+    Malformed,
+    /// The client named is not registered.
+    UnknownClient,
+    /// Credentials of another method than the client registered.
+    WrongMethod,
+    /// A client secret from a FAPI client (FAPI2 SP 5.3.2.1-6).
+    SecretNotAllowed,
+    /// The client secret is not right.
+    InvalidSecret,
+    /// The client assertion does not verify: signature, algorithm, claims, lifetime (RFC 7523
+    /// §3).
+    InvalidAssertion,
+    /// The client assertion's `jti` was used before (checklist #20).
+    AssertionReplayed,
+    /// The client's keys cannot be had: none registered, or its `jwks_uri` fails.
+    KeysUnavailable,
+    /// A certificate method without a client certificate (RFC 8705 §2).
+    CertificateMissing,
+    /// The client certificate does not chain, or does not match the registration (RFC 8705
+    /// §2.1, §2.2).
+    InvalidCertificate,
+}
+
+impl FailureReason {
+    /// Every reason, in the order the README lists them.
+    pub const ALL: [FailureReason; 10] = [
+        FailureReason::Malformed,
+        FailureReason::UnknownClient,
+        FailureReason::WrongMethod,
+        FailureReason::SecretNotAllowed,
+        FailureReason::InvalidSecret,
+        FailureReason::InvalidAssertion,
+        FailureReason::AssertionReplayed,
+        FailureReason::KeysUnavailable,
+        FailureReason::CertificateMissing,
+        FailureReason::InvalidCertificate,
+    ];
+
+    /// The label value.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Malformed => "malformed",
+            FailureReason::UnknownClient => "unknown_client",
+            FailureReason::WrongMethod => "wrong_method",
+            FailureReason::SecretNotAllowed => "secret_not_allowed",
+            FailureReason::InvalidSecret => "invalid_secret",
+            FailureReason::InvalidAssertion => "invalid_assertion",
+            FailureReason::AssertionReplayed => "assertion_replayed",
+            FailureReason::KeysUnavailable => "keys_unavailable",
+            FailureReason::CertificateMissing => "certificate_missing",
+            FailureReason::InvalidCertificate => "invalid_certificate",
         }
     }
 }
@@ -271,6 +335,8 @@ pub struct ClientAuthenticator {
     /// Registered clients as last read, trusted only while the revocation epoch (which every
     /// client change moves) is unchanged; `None` reads the store every time.
     clients: Option<ClientCache>,
+    /// Where refusals are counted by reason; `None` counts nothing.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// See [`ClientAuthenticator::with_client_cache`].
@@ -321,7 +387,15 @@ impl ClientAuthenticator {
             endpoint_urls,
             config: config.clone(),
             clients: None,
+            metrics: None,
         })
+    }
+
+    /// Counts refusals in `metrics` (`portcullis_client_auth_failures_total{reason}`).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Keeps up to about `capacity` registered clients per replica, each read trusted while the
@@ -374,6 +448,35 @@ impl ClientAuthenticator {
         Ok((Some(found), epoch))
     }
 
+    /// Records a refused client authentication in the security-event trail
+    /// (`client_auth.failure`): the endpoint, the reason and the client the request named (which
+    /// it did not prove to be), never a credential. Not recording it does not change the answer,
+    /// which is a refusal either way; it is logged.
+    async fn record_refusal(
+        &self,
+        presented: Presented<'_>,
+        endpoint: Endpoint,
+        reason: FailureReason,
+    ) {
+        let named = presented_client(presented.form, presented.authorization).ok();
+        let mut details = serde_json::Map::new();
+        details.insert("endpoint".into(), endpoint.path().into());
+        details.insert("reason".into(), reason.as_str().into());
+        if let Some(client_id) = &named {
+            details.insert("client_id".into(), client_id.as_str().into());
+        }
+        let event = SecurityEvent::new(
+            self.clock.now(),
+            "unauthenticated",
+            "client_auth.failure",
+            named.map(|c| c.to_string()),
+            details,
+        );
+        if let Err(e) = self.store.events().append(&event).await {
+            tracing::warn!(error = %e, "could not record a refused client authentication");
+        }
+    }
+
     /// The verifier of `tls_client_auth` certificates, when trust anchors are configured.
     #[must_use]
     pub fn trust(&self) -> Option<Arc<dyn ClientCertVerifier>> {
@@ -402,7 +505,9 @@ impl ClientAuthenticator {
         self.authenticate(presented, endpoint).await
     }
 
-    /// Authenticates the client of a request at `endpoint`.
+    /// Authenticates the client of a request at `endpoint`. Once it has, its `client_id` is
+    /// recorded on the request's span (`crate::app`), so every later log line of the request
+    /// carries it; a refusal is counted by reason and logged without any credential.
     ///
     /// # Errors
     /// [`ClientAuthError::Refused`] with the protocol error, or [`ClientAuthError::Store`].
@@ -411,20 +516,47 @@ impl ClientAuthenticator {
         presented: Presented<'_>,
         endpoint: Endpoint,
     ) -> Result<AuthenticatedClient, ClientAuthError> {
-        let basic = presented
-            .authorization
-            .and_then(|h| h.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
-            .map(|(_, value)| value.trim());
+        let result = self.check(presented, endpoint).await;
+        match &result {
+            Ok(client) => {
+                tracing::Span::current().record("client_id", client.client.client_id.as_str());
+            }
+            Err(ClientAuthError::Refused { reason, .. }) => {
+                if let Some(metrics) = &self.metrics {
+                    metrics.client_auth_failed(*reason);
+                }
+                tracing::info!(
+                    reason = reason.as_str(),
+                    endpoint = endpoint.path(),
+                    "client authentication refused"
+                );
+                self.record_refusal(presented, endpoint, *reason).await;
+            }
+            Err(ClientAuthError::Store(_)) => {}
+        }
+        result
+    }
+
+    async fn check(
+        &self,
+        presented: Presented<'_>,
+        endpoint: Endpoint,
+    ) -> Result<AuthenticatedClient, ClientAuthError> {
+        let basic = basic_credentials(presented.authorization);
         let basic_attempted = basic.is_some();
-        let refuse = |error: OAuthError| ClientAuthError::Refused {
+        let refuse = |reason: FailureReason, error: OAuthError| ClientAuthError::Refused {
             error,
             basic_attempted,
+            reason,
         };
-        let (credentials, client_id) = sort_out(presented.form, basic).map_err(refuse)?;
+        let (credentials, client_id) =
+            sort_out(presented.form, basic).map_err(|e| refuse(FailureReason::Malformed, e))?;
         let (registered, epoch) = self.registered(&client_id).await?;
         let Some(registered) = registered else {
-            return Err(refuse(invalid_client("the client is not registered")));
+            return Err(refuse(
+                FailureReason::UnknownClient,
+                invalid_client("the client is not registered"),
+            ));
         };
         let (client, metadata) = (registered.0.clone(), registered.1.clone());
         let registered = metadata
@@ -437,7 +569,7 @@ impl ClientAuthenticator {
                 self.check_assertion(&client, &metadata, &assertion, endpoint)
                     .await
                     .map_err(|e| match e {
-                        ClientAuthError::Refused { error, .. } => refuse(error),
+                        ClientAuthError::Refused { error, reason, .. } => refuse(reason, error),
                         other => other,
                     })?;
             }
@@ -448,38 +580,52 @@ impl ClientAuthenticator {
                     .as_ref()
                     .is_some_and(|hash| hash.matches(&secret));
                 if !matches {
-                    return Err(refuse(invalid_client("the client secret is not correct")));
+                    return Err(refuse(
+                        FailureReason::InvalidSecret,
+                        invalid_client("the client secret is not correct"),
+                    ));
                 }
             }
             (AuthMethod::TlsClientAuth, Credentials::CertificateOnly) => {
-                let certificate = require_certificate(presented.certificate).map_err(refuse)?;
+                let certificate = require_certificate(presented.certificate)
+                    .map_err(|e| refuse(FailureReason::CertificateMissing, e))?;
                 self.check_tls_client_auth(&metadata, certificate)
-                    .map_err(refuse)?;
+                    .map_err(|e| refuse(FailureReason::InvalidCertificate, e))?;
             }
             (AuthMethod::SelfSignedTlsClientAuth, Credentials::CertificateOnly) => {
-                let certificate = require_certificate(presented.certificate).map_err(refuse)?;
+                let certificate = require_certificate(presented.certificate)
+                    .map_err(|e| refuse(FailureReason::CertificateMissing, e))?;
                 self.check_self_signed(&metadata, certificate)
                     .await
-                    .map_err(refuse)?;
+                    .map_err(|e| refuse(FailureReason::InvalidCertificate, e))?;
             }
             (_, Credentials::Basic { .. } | Credentials::Post { .. }) if fapi => {
                 // Checklist #15.
-                return Err(refuse(invalid_client(format!(
-                    "client secrets are not allowed for FAPI clients (FAPI2 SP 5.3.2.1-6); this client authenticates with {}",
-                    registered.as_str()
-                ))));
+                return Err(refuse(
+                    FailureReason::SecretNotAllowed,
+                    invalid_client(format!(
+                        "client secrets are not allowed for FAPI clients (FAPI2 SP 5.3.2.1-6); this client authenticates with {}",
+                        registered.as_str()
+                    )),
+                ));
             }
             (AuthMethod::PrivateKeyJwt, Credentials::CertificateOnly) => {
                 // Checklist #14.
-                return Err(refuse(invalid_client(
-                    "client authentication is required: this client authenticates with private_key_jwt (client_assertion)",
-                )));
+                return Err(refuse(
+                    FailureReason::WrongMethod,
+                    invalid_client(
+                        "client authentication is required: this client authenticates with private_key_jwt (client_assertion)",
+                    ),
+                ));
             }
             (_, _) => {
-                return Err(refuse(invalid_client(format!(
-                    "this client authenticates with {}",
-                    registered.as_str()
-                ))));
+                return Err(refuse(
+                    FailureReason::WrongMethod,
+                    invalid_client(format!(
+                        "this client authenticates with {}",
+                        registered.as_str()
+                    )),
+                ));
             }
         }
         Ok(AuthenticatedClient {
@@ -521,9 +667,12 @@ impl ClientAuthenticator {
         assertion: &str,
         endpoint: Endpoint,
     ) -> Result<(), ClientAuthError> {
-        let refuse = |error: OAuthError| ClientAuthError::Refused {
-            error,
-            basic_attempted: false,
+        let refuse = |reason: FailureReason| {
+            move |error: OAuthError| ClientAuthError::Refused {
+                error,
+                basic_attempted: false,
+                reason,
+            }
         };
         let mut policy = AssertionPolicy::fapi(&self.issuer);
         policy.max_lifetime = Duration::seconds(
@@ -539,13 +688,19 @@ impl ClientAuthenticator {
             policy.allow_audience_array = true;
         }
         let now = self.clock.now();
-        let mut keys = self.client_keys(metadata, false).await.map_err(refuse)?;
+        let mut keys = self
+            .client_keys(metadata, false)
+            .await
+            .map_err(refuse(FailureReason::KeysUnavailable))?;
         // An unknown kid may mean the client rotated its keys: refetch (rate-limited) once.
         if metadata.jwks_uri.is_some() && lacks_signing_key(assertion, &keys) {
-            keys = self.client_keys(metadata, true).await.map_err(refuse)?;
+            keys = self
+                .client_keys(metadata, true)
+                .await
+                .map_err(refuse(FailureReason::KeysUnavailable))?;
         }
         let verified = verify_client_assertion(assertion, &client.client_id, &keys, &policy, now)
-            .map_err(refuse)?;
+            .map_err(refuse(FailureReason::InvalidAssertion))?;
         // Checklist #20: once, across every replica.
         let key = ReplayKey {
             kind: ReplayKind::ClientAssertion,
@@ -570,7 +725,7 @@ impl ClientAuthenticator {
                 if let Err(e) = self.store.events().append(&event).await {
                     tracing::warn!(error = %e, "could not record a replayed client assertion");
                 }
-                Err(refuse(invalid_client(
+                Err(refuse(FailureReason::AssertionReplayed)(invalid_client(
                     "the client assertion has been used before: its jti is single-use (OIDC Core §9)",
                 )))
             }
@@ -711,6 +866,25 @@ fn assertion_subject(assertion: &str) -> Option<String> {
     let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
     let claims: serde_json::Map<String, Value> = serde_json::from_slice(&bytes).ok()?;
     claims.get("sub").and_then(Value::as_str).map(str::to_owned)
+}
+
+/// The credentials of an `Authorization: Basic` header value, if that is its scheme.
+fn basic_credentials(authorization: Option<&str>) -> Option<&str> {
+    authorization
+        .and_then(|h| h.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .map(|(_, value)| value.trim())
+}
+
+/// The client a request names, read from its form and `Authorization` header alone, before any
+/// lookup: the parsing half of [`ClientAuthenticator::authenticate`] (one method only, every
+/// name the same, HTTP Basic decoded, an assertion's `sub` read unverified). Public so that the
+/// fuzz targets (`crates/fuzz-targets`) reach this parser of outside input.
+///
+/// # Errors
+/// `invalid_request` for several methods, `invalid_client` for none or names that disagree.
+pub fn presented_client(form: &Form, authorization: Option<&str>) -> Result<ClientId, OAuthError> {
+    sort_out(form, basic_credentials(authorization)).map(|(_, client_id)| client_id)
 }
 
 /// Works out which method the request used and which client it names. More than one method is

@@ -10,8 +10,10 @@
 //! password is right and the customer has a second factor, the cookie carries the pending login
 //! (nonce, customer, time) under an HMAC with a key derived from the KEK, so any replica takes the
 //! code, and the store bounds the wrong codes per pending login (the replay cache, one entry per
-//! failure) and lets it complete once. A completed login starts a session as the authorization
-//! flow does and redirects (303) to the page.
+//! failure) and lets it complete once. Both steps pass the login throttle first
+//! (`crate::login_throttle`, across logins and replicas): a refused attempt gets its form again
+//! with `429` and `Retry-After`. A completed login starts a session as the authorization flow
+//! does and redirects (303) to the page.
 //!
 //! A withdrawal is a POST carrying a per-session CSRF token (an HMAC of the session's handle
 //! under a key derived from the KEK), checked in constant time; a cross-site POST
@@ -21,8 +23,10 @@
 //! forms may post only here; askama escapes everything shown.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use askama::Template as _;
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
@@ -45,17 +49,18 @@ use super::authorize::{
     ACR_PASSWORD, ACR_SCA, LOGIN_FAILED, MAX_FAILURES, cookie, error_page, html, internal,
     read_cookie, secure, service_name, with_cookie,
 };
-use super::customer::{self, Authenticated, SecondFactor};
+use super::customer::{self, Authenticated, PasswordStep, SecondFactor};
 use crate::app::AppState;
 use crate::form::Form;
+use crate::hardening::page::PagePolicy;
+use crate::login_throttle::{refusal_message, too_many};
 use crate::revocation::{Reason, revoke_grant};
+use crate::source_ip::SourceIp;
 
 /// The path.
 pub const PATH: &str = "/account";
 /// The login's cookie: its double-submit token, then the pending second-factor step.
 const LOGIN_COOKIE: &str = "__Host-portcullis-account-login";
-/// The authorization pages' policy, with forms that post only to this server.
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src https:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 /// How long an ended consent stays listed.
 const ENDED_SHOWN_DAYS: i64 = 90;
 /// The length of a login nonce (32 random bytes, base64url).
@@ -63,12 +68,8 @@ const NONCE_LEN: usize = 43;
 const EXPIRED: &str = "This page has expired. Please log in again.";
 
 /// The authorization pages' headers, with this page's policy.
-fn own_policy(mut response: Response) -> Response {
-    response.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    response
+fn own_policy(response: Response) -> Response {
+    PagePolicy::own().apply(response)
 }
 
 fn see_other(state: &AppState, location: &str) -> Response {
@@ -295,8 +296,23 @@ async fn logged_in(state: &AppState, headers: &HeaderMap, login: &Authenticated)
     customer::start_session(state, headers, login, page).await
 }
 
+/// Who attempts a login step here: the request's source, and no client.
+fn attempt(source: Option<Extension<SourceIp>>) -> customer::Attempt<'static> {
+    customer::Attempt {
+        // Without the source layer (never in the server's router) every attempt shares one
+        // bucket: fail closed.
+        source: source.map_or(SourceIp(IpAddr::from([0, 0, 0, 0])), |Extension(s)| s),
+        client_id: None,
+    }
+}
+
 /// `POST /account/login`: the password step.
-pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn login(
+    State(state): State<AppState>,
+    source: Option<Extension<SourceIp>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form = match form_of(&state, &headers, &body) {
         Ok(form) => form,
         Err(response) => return *response,
@@ -308,10 +324,10 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Byte
     let username = form.get("username").unwrap_or_default();
     let password = Zeroizing::new(form.get("password").unwrap_or_default().to_owned());
     let now = state.clock.now();
-    let user = match customer::check_password(&state, username, password, now).await {
-        Ok(Some(user)) => user,
-        Ok(None) => {
-            customer::record_failure(&state, None, now).await;
+    let who = attempt(source);
+    let user = match customer::password_step(&state, who, username, password, now).await {
+        Ok(PasswordStep::Accepted(user)) => user,
+        Ok(PasswordStep::Refused) => {
             return login_form(
                 &state,
                 Some(nonce),
@@ -319,6 +335,17 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Byte
                 username,
                 Some(LOGIN_FAILED),
             );
+        }
+        Ok(PasswordStep::Throttled(refusal)) => {
+            let message = refusal_message(&refusal, now);
+            let page = login_form(
+                &state,
+                Some(nonce),
+                StatusCode::TOO_MANY_REQUESTS,
+                username,
+                Some(&message),
+            );
+            return too_many(page, &refusal, now);
         }
         Err(response) => return own_policy(response),
     };
@@ -345,6 +372,7 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Byte
 /// `POST /account/totp`: the second-factor step.
 pub async fn second_factor(
     State(state): State<AppState>,
+    source: Option<Extension<SourceIp>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -362,13 +390,23 @@ pub async fn second_factor(
     };
     let code = form.get("code").unwrap_or_default();
     let expires_at = pending.expires_at(lifetime);
-    match customer::check_second_factor(&state, pending.user_id, code, now).await {
+    let who = attempt(source);
+    match customer::check_second_factor(&state, who, pending.user_id, code, now).await {
         Ok(SecondFactor::Accepted) => {}
         Ok(SecondFactor::UserGone) => {
             return login_form(&state, None, StatusCode::FORBIDDEN, "", Some(EXPIRED));
         }
+        Ok(SecondFactor::Locked(refusal)) => {
+            let message = refusal_message(&refusal, now);
+            let page = totp_form(
+                &state,
+                &pending.nonce,
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(&message),
+            );
+            return too_many(page, &refusal, now);
+        }
         Ok(SecondFactor::Refused) => {
-            customer::record_failure(&state, Some(pending.user_id), now).await;
             // The n-th failure takes the n-th entry, so concurrent attempts count apart.
             let mut failures = MAX_FAILURES;
             for n in 1..=MAX_FAILURES {
@@ -573,7 +611,12 @@ async fn consents_page(
         }
     }
     let csrf = csrf_token(state, session);
-    own_policy(html(
+    // The page shows the logos of the clients listed: their origins, and no other.
+    let policy = standing
+        .iter()
+        .filter_map(|g| g.logo_uri.as_deref())
+        .fold(PagePolicy::own(), PagePolicy::showing_image);
+    policy.apply(html(
         StatusCode::OK,
         AccountPage {
             service_name: service_name(state),

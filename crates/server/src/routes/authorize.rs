@@ -12,9 +12,11 @@
 //! `__Host-` cookie whose value is stored only as a hash, fresh at every login. Pages send a
 //! strict Content-Security-Policy, `frame-ancestors 'none'` and `no-store`.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use askama::Template as _;
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -41,8 +43,11 @@ use zeroize::Zeroizing;
 
 use crate::app::AppState;
 use crate::form::Form;
-use crate::routes::customer::{self, SecondFactor};
+use crate::hardening::page::PagePolicy;
+use crate::login_throttle::{refusal_message, too_many};
+use crate::routes::customer::{self, PasswordStep, SecondFactor};
 use crate::routes::par::REQUEST_URI_PREFIX;
+use crate::source_ip::SourceIp;
 
 /// The path.
 pub const PATH: &str = "/authorize";
@@ -56,7 +61,6 @@ pub(crate) const SESSION_COOKIE: &str = "__Host-portcullis-session";
 /// Failed password or code attempts an interaction allows before it ends.
 pub(crate) const MAX_FAILURES: u32 = 5;
 pub(crate) const LOGIN_FAILED: &str = "The username or password is not right.";
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src https:; form-action 'self' https:; frame-ancestors 'none'; base-uri 'none'";
 
 /// Where an interaction is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,24 +96,20 @@ impl Progress {
     }
 }
 
-/// Adds the pages' security headers.
-pub(crate) fn secure(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    response
+/// Adds the pages' security headers, with a policy whose forms post only here
+/// ([`PagePolicy::own`]).
+pub(crate) fn secure(response: Response) -> Response {
+    PagePolicy::own().apply(response)
+}
+
+/// The policy of a page of the flow (login, second factor, consent): its forms may be answered by
+/// the 303 to the client's redirect URI, and it shows the client's logo.
+fn flow_policy(context: &Context) -> PagePolicy {
+    let policy = PagePolicy::own().redirecting_to(&context.request.redirect_uri);
+    match &context.metadata.logo_uri {
+        Some(logo) => policy.showing_image(logo),
+        None => policy,
+    }
 }
 
 pub(crate) fn html(status: StatusCode, body: Result<String, askama::Error>) -> Response {
@@ -473,7 +473,7 @@ fn login_page(
     username: &str,
     error: Option<&str>,
 ) -> Response {
-    html(
+    flow_policy(context).apply(html(
         if error.is_some() {
             StatusCode::UNAUTHORIZED
         } else {
@@ -487,7 +487,7 @@ fn login_page(
             error,
         }
         .render(),
-    )
+    ))
 }
 
 async fn consent_page(
@@ -504,7 +504,7 @@ async fn consent_page(
         None => Vec::new(),
     };
     let request = &context.request;
-    html(
+    let page = html(
         StatusCode::OK,
         ConsentPage {
             service_name: service_name(state),
@@ -526,7 +526,8 @@ async fn consent_page(
             interaction,
         }
         .render(),
-    )
+    );
+    flow_policy(context).apply(page)
 }
 
 /// An interaction a form continues: the cookie and the form agree (CSRF), it exists, and it is
@@ -625,7 +626,12 @@ fn parse_form(headers: &HeaderMap, body: &Bytes) -> Result<Form, OAuthError> {
 }
 
 /// `POST /authorize/login`.
-pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn login(
+    State(state): State<AppState>,
+    source: Option<Extension<SourceIp>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Ok(form) = parse_form(&headers, &body) else {
         return error_page(
             &state,
@@ -641,13 +647,20 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Byte
     let username = form.get("username").unwrap_or_default();
     let password = Zeroizing::new(form.get("password").unwrap_or_default().to_owned());
     let now = state.clock.now();
-    let user = match customer::check_password(&state, username, password, now).await {
-        Ok(Some(user)) => user,
-        Ok(None) => {
-            return failed(&state, &c, now, |state, c| {
+    let who = attempt(source, &c);
+    let user = match customer::password_step(&state, who, username, password, now).await {
+        Ok(PasswordStep::Accepted(user)) => user,
+        Ok(PasswordStep::Refused) => {
+            return failed(&state, &c, |state, c| {
                 login_page(state, &c.context, &c.id, username, Some(LOGIN_FAILED))
             })
             .await;
+        }
+        // Brute-force protection: not a failure of this interaction, nothing was checked.
+        Ok(PasswordStep::Throttled(refusal)) => {
+            let message = refusal_message(&refusal, now);
+            let page = login_page(&state, &c.context, &c.id, username, Some(&message));
+            return too_many(page, &refusal, now);
         }
         Err(response) => return response,
     };
@@ -679,14 +692,19 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Byte
         Err(response) => return response,
     }
     if next.stage == Stage::SecondFactor {
-        return totp_page(&state, &c.id, None);
+        return totp_page(&state, &c.context, &c.id, None);
     }
     let page = consent_page(&state, &c.context, &next, &c.id).await;
     start_session(&state, &headers, &next, page).await
 }
 
-fn totp_page(state: &AppState, interaction: &str, error: Option<&str>) -> Response {
-    html(
+fn totp_page(
+    state: &AppState,
+    context: &Context,
+    interaction: &str,
+    error: Option<&str>,
+) -> Response {
+    let page = html(
         if error.is_some() {
             StatusCode::UNAUTHORIZED
         } else {
@@ -698,7 +716,8 @@ fn totp_page(state: &AppState, interaction: &str, error: Option<&str>) -> Respon
             error,
         }
         .render(),
-    )
+    );
+    flow_policy(context).apply(page)
 }
 
 fn stale(state: &AppState) -> Response {
@@ -714,12 +733,10 @@ fn stale(state: &AppState) -> Response {
 async fn failed(
     state: &AppState,
     c: &Continued,
-    now: OffsetDateTime,
     again: impl FnOnce(&AppState, &Continued) -> Response,
 ) -> Response {
     let mut next = c.progress.clone();
     next.failures += 1;
-    customer::record_failure(state, next.user_id, now).await;
     if next.failures >= MAX_FAILURES {
         return finish_with_error(
             state,
@@ -736,9 +753,20 @@ async fn failed(
     }
 }
 
+/// Who attempts a step of this interaction: the request's source and the interaction's client.
+fn attempt(source: Option<Extension<SourceIp>>, c: &Continued) -> customer::Attempt<'_> {
+    customer::Attempt {
+        // Without the source layer (never in the server's router) every attempt shares one
+        // bucket: fail closed.
+        source: source.map_or(SourceIp(IpAddr::from([0, 0, 0, 0])), |Extension(s)| s),
+        client_id: Some(c.context.client.client_id.as_str()),
+    }
+}
+
 /// `POST /authorize/totp`.
 pub async fn second_factor(
     State(state): State<AppState>,
+    source: Option<Extension<SourceIp>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -759,13 +787,20 @@ pub async fn second_factor(
         return stale(&state);
     };
     let code = form.get("code").unwrap_or_default();
-    match customer::check_second_factor(&state, user_id, code, now).await {
+    let who = attempt(source, &c);
+    match customer::check_second_factor(&state, who, user_id, code, now).await {
         Ok(SecondFactor::Accepted) => {}
         Ok(SecondFactor::UserGone) => return stale(&state),
+        Ok(SecondFactor::Locked(refusal)) => {
+            let message = refusal_message(&refusal, now);
+            let page = totp_page(&state, &c.context, &c.id, Some(&message));
+            return too_many(page, &refusal, now);
+        }
         Ok(SecondFactor::Refused) => {
-            return failed(&state, &c, now, |state, c| {
+            return failed(&state, &c, |state, c| {
                 totp_page(
                     state,
+                    &c.context,
                     &c.id,
                     Some("That code is not right. Try the current code."),
                 )

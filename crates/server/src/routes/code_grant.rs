@@ -18,7 +18,9 @@ use portcullis_jose::SigningAlg;
 use serde_json::{Map, Value};
 use time::Duration;
 
-use super::token::{bind, mint_into, server_error, token_format, token_response};
+use super::token::{
+    Issued, bind, mint_into, record_issued, server_error, token_format, token_response,
+};
 use crate::app::AppState;
 use crate::client_auth::AuthenticatedClient;
 use crate::form::Form;
@@ -147,18 +149,34 @@ pub(crate) async fn redeem(
     let access_token = mint_into(state, &token, format, &mut body).await?;
 
     if content.scopes.iter().any(|s| s == "openid") {
-        let id_token = id_token(state, client, &content, &subject, &access_token).await?;
+        let id_token = id_token(state, client, &content, &subject, &access_token.value).await?;
         body.insert("id_token".into(), id_token.into());
     }
     tracing::info!(client_id = %client.client.client_id, grant_type = "authorization_code", token_type = confirmation.token_type(), "access token issued");
-    if let Some(refresh_token) =
-        super::refresh_grant::issue(state, client, &grant, &content, now).await?
-    {
+    let refresh_token = super::refresh_grant::issue(state, client, &grant, &content, now).await?;
+    let refresh_issued = refresh_token.is_some();
+    if let Some(refresh_token) = refresh_token {
         body.insert("refresh_token".into(), refresh_token.into());
     }
+    // Durable before the answer (DESIGN.md, Tokens); a token not in the trail is not handed out.
+    record_issued(
+        state,
+        headers,
+        Issued {
+            grant_type: "authorization_code",
+            token: &token,
+            jti: &access_token.jti,
+            format,
+            refresh_token: refresh_issued,
+        },
+    )
+    .await?;
     super::account::note_use(state, &grant.grant_id, now);
     // FAPI Grant Management §5: the client learns the grant it can query and revoke.
     body.insert("grant_id".into(), grant.grant_id.into());
+    state
+        .metrics
+        .token_issued("authorization_code", Some(&confirmation));
     Ok(token_response(state, body))
 }
 

@@ -92,6 +92,8 @@ async fn introspect(
         .authenticate_request(&form, headers, certificate, Endpoint::Introspect)
         .await
         .map_err(|e| client_auth_failed(e, "introspect"))?;
+    // Only now that the client has authenticated may its quota be spent (crate::ratelimit).
+    crate::ratelimit::admit_client(state, &caller.client, Endpoint::Introspect).await?;
     let token = form.require("token")?;
     let signed = wants_jwt(headers);
     let reply = |body: Value| respond(state, &caller, body, signed);

@@ -50,6 +50,7 @@ pub fn client_auth_failed(
         crate::client_auth::ClientAuthError::Refused {
             error,
             basic_attempted,
+            ..
         } => {
             let response = ErrorResponse::new(error);
             if basic_attempted {
@@ -111,6 +112,17 @@ impl IntoResponse for ErrorResponse {
     fn into_response(self) -> Response {
         let status = status_of(self.error.error);
         let mut response = (status, Json(&self.error)).into_response();
+        crate::metrics::Outcome::mark(&mut response, self.error.error.as_str());
+        // Client-authentication and DPoP-proof failures spend the source address's budget
+        // (crate::ratelimit), never the budget of the client the request named.
+        if matches!(
+            self.error.error,
+            ErrorCode::InvalidClient | ErrorCode::InvalidDpopProof
+        ) {
+            response
+                .extensions_mut()
+                .insert(crate::ratelimit::ClientAuthFailed);
+        }
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(value) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {

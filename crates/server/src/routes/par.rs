@@ -143,6 +143,8 @@ async fn push(
         .authenticate_request(&form, headers, certificate, Endpoint::Par)
         .await
         .map_err(|e| client_auth_failed(e, "par"))?;
+    // Only now that the client has authenticated may its quota be spent (crate::ratelimit).
+    crate::ratelimit::admit_client(state, &client.client, Endpoint::Par).await?;
 
     // FAPI2 MS 5.3.1: a signed request object, required for message-signing clients and those
     // registered with require_signed_request_object; only its parameters count (RFC 9101 §6.3).

@@ -16,7 +16,9 @@ use serde_json::{Map, Value};
 use time::{Duration, OffsetDateTime};
 
 use super::code_grant::audience;
-use super::token::{bind, mint_into, server_error, token_format, token_response};
+use super::token::{
+    Issued, bind, mint_into, record_issued, server_error, token_format, token_response,
+};
 use crate::app::AppState;
 use crate::client_auth::AuthenticatedClient;
 use crate::form::Form;
@@ -180,7 +182,7 @@ pub(crate) async fn refresh(
     };
     let format = token_format(state, client, &token.audience).await?;
     let mut body = Map::new();
-    mint_into(state, &token, format, &mut body).await?;
+    let minted = mint_into(state, &token, format, &mut body).await?;
 
     // SP 5.3.2.1-9: FAPI clients keep their refresh token; `oauth` clients get a new one.
     if client.client.profile == ClientProfile::Oauth && stored.rotated_at.is_none() {
@@ -207,7 +209,23 @@ pub(crate) async fn refresh(
             Err(e) => return Err(server_error("token: refresh rotation", &e)),
         }
     }
+    // Durable before the answer (DESIGN.md, Tokens); a token not in the trail is not handed out.
+    record_issued(
+        state,
+        headers,
+        Issued {
+            grant_type: "refresh_token",
+            token: &token,
+            jti: &minted.jti,
+            format,
+            refresh_token: body.contains_key("refresh_token"),
+        },
+    )
+    .await?;
     tracing::info!(client_id = %client.client.client_id, grant_type = "refresh_token", token_type = confirmation.token_type(), "access token issued");
+    state
+        .metrics
+        .token_issued("refresh_token", Some(&confirmation));
     super::account::note_use(state, &grant.grant_id, now);
     body.insert("grant_id".into(), grant.grant_id.into());
     Ok(token_response(state, body))

@@ -89,6 +89,8 @@ async fn revoke(
         .authenticate_request(&form, headers, certificate, Endpoint::Revoke)
         .await
         .map_err(|e| client_auth_failed(e, "revoke"))?;
+    // Only now that the client has authenticated may its quota be spent (crate::ratelimit).
+    crate::ratelimit::admit_client(state, &caller.client, Endpoint::Revoke).await?;
     let token = form.require("token")?;
 
     // Our refresh tokens are never JWTs; a JWT is tried as an access token only.

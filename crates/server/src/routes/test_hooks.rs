@@ -5,7 +5,9 @@
 //! - `POST /__test/sign` `{"alg": "ES256", "claims": {...}}` signs with the active key, so tests
 //!   can check what the JWKS verifies before the endpoints that sign exist;
 //! - `GET /__test/client-cert` echoes the `x5t#S256` of the request's client certificate;
-//! - `GET /__test/ws` is a WebSocket echo, proving the accept loop carries upgrades.
+//! - `GET /__test/ws` is a WebSocket echo, proving the accept loop carries upgrades;
+//! - `POST /__test/audit/seal` seals this replica's audit chain head now, as the timer does, so
+//!   that tests need not wait for `audit.seal_interval_secs`.
 
 #[cfg(not(debug_assertions))]
 compile_error!("the test-hooks feature must never be part of a release build");
@@ -30,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .route("/__test/sign", post(sign))
         .route("/__test/client-cert", get(client_cert))
         .route("/__test/ws", get(websocket_echo))
+        .route("/__test/audit/seal", post(seal_audit_chain))
 }
 
 #[derive(Deserialize)]
@@ -65,6 +68,23 @@ async fn sign(State(state): State<AppState>, Json(body): Json<Sign>) -> (StatusC
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             Json(json!({"error": "server_error", "error_description": e})),
+        ),
+    }
+}
+
+async fn seal_audit_chain(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let sealer = crate::audit::Sealer::new(state.store.clone(), &state.kek, state.clock.clone());
+    match sealer.seal().await {
+        Ok(seal) => (
+            StatusCode::OK,
+            Json(json!({
+                "chain_id": state.store.events().head().map(|h| h.chain_id.to_string()),
+                "sealed_chain_seq": seal.map(|s| s.chain_seq),
+            })),
+        ),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": "server_error", "error_description": e.to_string()})),
         ),
     }
 }

@@ -37,6 +37,8 @@ pub(crate) async fn harness_with(edit: impl FnOnce(&mut Config)) -> Harness {
         data_dir: dir.path().to_owned(),
         ..Config::default()
     };
+    // Every handler test shares one source address: limits only where a test turns them on.
+    config.rate_limits.enabled = false;
     edit(&mut config);
     let store = portcullis_store::connect_and_migrate(
         &config.database_url(),
@@ -90,6 +92,16 @@ pub(crate) async fn harness_with(edit: impl FnOnce(&mut Config)) -> Harness {
     let dpop_nonces = crate::app::dpop_nonces(&config, &kek);
     let liveness = Arc::new(crate::liveness::Liveness::new(epochs, 1000));
     let feed = crate::feed::FeedWatcher::new(store.clone());
+    let metrics = Arc::new(Metrics::new());
+    let rate_limits = Arc::new(
+        crate::ratelimit::RateLimiter::new(
+            &config.rate_limits,
+            store.clone(),
+            dyn_clock.clone(),
+            metrics.clone(),
+        )
+        .unwrap(),
+    );
     let state = AppState {
         config: Arc::new(config.clone()),
         urls: Arc::new(Urls {
@@ -99,7 +111,7 @@ pub(crate) async fn harness_with(edit: impl FnOnce(&mut Config)) -> Harness {
         store,
         keys: key_service,
         clock: dyn_clock.clone(),
-        metrics: Arc::new(Metrics::new()),
+        metrics,
         rng: rng.clone(),
         kek: kek.clone(),
         client_auth,
@@ -109,6 +121,7 @@ pub(crate) async fn harness_with(edit: impl FnOnce(&mut Config)) -> Harness {
         registration,
         liveness,
         feed,
+        rate_limits,
         passwords: Arc::new(crate::passwords::PasswordService::new(
             1,
             portcullis_core::password::PasswordParams::default(),

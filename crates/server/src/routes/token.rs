@@ -15,7 +15,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, header};
-use portcullis_core::access_token::AccessToken;
+use portcullis_core::access_token::{AccessToken, Confirmation};
+use portcullis_core::audit::SecurityEvent;
 use portcullis_core::client::metadata::GrantType;
 use portcullis_core::client::settings::{ADMIN_SCOPES, TokenFormat};
 use portcullis_core::error::{ErrorCode, OAuthError};
@@ -102,6 +103,8 @@ async fn issue(
         .authenticate_request(&form, headers, certificate, Endpoint::Token)
         .await
         .map_err(|e| crate::routes::oauth_error::client_auth_failed(e, "token"))?;
+    // Only now that the client has authenticated may its quota be spent (crate::ratelimit).
+    crate::ratelimit::admit_client(state, &client.client, Endpoint::Token).await?;
 
     let grant_type = form.require("grant_type")?;
     // Checklist #13: only the grants the client registered, checked once for all of them.
@@ -150,7 +153,12 @@ struct Target {
     format: TokenFormat,
 }
 
-fn split_scope(scope: &str) -> Result<Vec<String>, OAuthError> {
+/// Splits a `scope` parameter into its tokens, in order without repeats (RFC 6749 §3.3). Public
+/// for the fuzz targets (`crates/fuzz-targets`).
+///
+/// # Errors
+/// `invalid_scope` when a token is not a scope token.
+pub fn split_scope(scope: &str) -> Result<Vec<String>, OAuthError> {
     let mut seen = BTreeSet::new();
     let mut scopes = Vec::new();
     for s in scope.split(' ').filter(|s| !s.is_empty()) {
@@ -375,35 +383,59 @@ async fn client_credentials(
         authentication: None,
     };
     let mut body = serde_json::Map::new();
-    mint_into(state, &token, target.format, &mut body).await?;
+    let minted = mint_into(state, &token, target.format, &mut body).await?;
+    record_issued(
+        state,
+        headers,
+        Issued {
+            grant_type: "client_credentials",
+            token: &token,
+            jti: &minted.jti,
+            format: target.format,
+            refresh_token: false,
+        },
+    )
+    .await?;
     tracing::info!(client_id = %client.client.client_id, grant_type = "client_credentials", token_type = confirmation.token_type(), "access token issued");
+    state
+        .metrics
+        .token_issued("client_credentials", Some(&confirmation));
     Ok(token_response(state, body))
+}
+
+/// An access token as issued: the value sent to the client, and its `jti` (which the
+/// security-event trail records instead of the token).
+pub(crate) struct Minted {
+    /// The token itself: a JWT or an opaque reference. Never logged or recorded.
+    pub(crate) value: String,
+    /// Its `jti`.
+    pub(crate) jti: String,
 }
 
 /// Signs `token` with the access-token key and writes the RFC 6749 §5.1 members for it into
 /// `body` (`access_token`, `token_type`, `expires_in`, `scope`, `authorization_details`);
-/// returns the signed token.
+/// returns the signed token and its `jti`.
 pub(crate) async fn mint_into(
     state: &AppState,
     token: &AccessToken,
     format: TokenFormat,
     body: &mut serde_json::Map<String, serde_json::Value>,
-) -> Result<String, ErrorResponse> {
-    let issued = match format {
+) -> Result<Minted, ErrorResponse> {
+    let (issued, jti) = match format {
         TokenFormat::Jwt => {
             let key = state
                 .keys
                 .signer(state.config.access_token_alg())
                 .await
                 .map_err(|e| server_error("token: signing key", &e))?;
-            token
+            let minted = token
                 .mint(&key, state.rng.as_ref())
-                .map_err(|e| server_error("token: minting", &e))?
-                .jwt
+                .map_err(|e| server_error("token: minting", &e))?;
+            (minted.jwt, minted.jti)
         }
         TokenFormat::Opaque => {
             // A reference: 256 random bits; only its hash and the claims are stored.
-            let (claims, _) = token
+            let (claims, jti) = token
                 .claims(state.rng.as_ref())
                 .map_err(|e| server_error("token: claims", &e))?;
             let value = portcullis_core::client::secret::ClientSecret::generate(state.rng.as_ref())
@@ -423,7 +455,7 @@ pub(crate) async fn mint_into(
                 .add(&stored)
                 .await
                 .map_err(|e| server_error("token: access tokens", &e))?;
-            value.expose().to_owned()
+            (value.expose().to_owned(), jti)
         }
     };
     body.insert("access_token".into(), issued.clone().into());
@@ -435,7 +467,80 @@ pub(crate) async fn mint_into(
     if let Some(details) = &token.authorization_details {
         body.insert("authorization_details".into(), details.clone());
     }
-    Ok(issued)
+    Ok(Minted { value: issued, jti })
+}
+
+/// What a token response issued, for the security-event trail.
+pub(crate) struct Issued<'a> {
+    /// `authorization_code`, `refresh_token` or `client_credentials`.
+    pub(crate) grant_type: &'static str,
+    /// The access token as minted.
+    pub(crate) token: &'a AccessToken,
+    /// Its `jti`.
+    pub(crate) jti: &'a str,
+    /// Its format.
+    pub(crate) format: TokenFormat,
+    /// Whether the response carries a refresh token.
+    pub(crate) refresh_token: bool,
+}
+
+/// Records `token.issued` in the security-event trail and waits until it is durable, before the
+/// response is sent: who got what (grant type, client, subject, the access token's `jti`,
+/// binding and thumbprint, whether a refresh token came with it), never a token. When it cannot
+/// be recorded the request fails closed with `server_error`: a token that is not in the trail is
+/// not handed out.
+///
+/// # Errors
+/// `server_error` when the event cannot be committed.
+pub(crate) async fn record_issued(
+    state: &AppState,
+    headers: &HeaderMap,
+    issued: Issued<'_>,
+) -> Result<(), ErrorResponse> {
+    let token = issued.token;
+    let client_id = token.client_id.to_string();
+    let binding = match &token.confirmation {
+        Confirmation::Certificate { x5t_s256 } => {
+            serde_json::json!({"kind": "mtls", "x5t#S256": x5t_s256})
+        }
+        Confirmation::DpopKey { jkt } => serde_json::json!({"kind": "dpop", "jkt": jkt}),
+    };
+    let mut details = serde_json::Map::new();
+    details.insert("grant_type".into(), issued.grant_type.into());
+    details.insert("client_id".into(), client_id.clone().into());
+    details.insert("jti".into(), issued.jti.into());
+    details.insert("token_format".into(), issued.format.as_str().into());
+    details.insert("binding".into(), binding);
+    details.insert("refresh_token_issued".into(), issued.refresh_token.into());
+    details.insert("audience".into(), token.audience.clone().into());
+    if let Some(scope) = &token.scope {
+        details.insert("scope".into(), scope.clone().into());
+    }
+    if let Some(grant_id) = &token.grant_id {
+        details.insert("grant_id".into(), grant_id.clone().into());
+    }
+    details.insert(
+        "expires_at".into(),
+        (token.issued_at + token.lifetime).unix_timestamp().into(),
+    );
+    let mut event = SecurityEvent::new(
+        token.issued_at,
+        format!("client:{client_id}"),
+        "token.issued",
+        Some(token.subject.clone()),
+        details,
+    )
+    .with_client(client_id);
+    if let Some(request_id) = headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+        event = event.with_request_id(request_id);
+    }
+    state
+        .store
+        .events()
+        .append(&event)
+        .await
+        .map(drop)
+        .map_err(|e| server_error("token: the token.issued event could not be recorded", &e))
 }
 
 /// The format of a token for `client` and `audience`: opaque when the client's settings or any

@@ -12,6 +12,7 @@
 //! client is known, and the proof of possession).
 
 mod account;
+mod audit;
 mod authentication;
 mod certificates;
 mod code;

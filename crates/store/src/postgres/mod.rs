@@ -4,7 +4,9 @@ mod clients;
 mod events;
 mod grants;
 mod keys;
+mod login_throttle;
 mod pushed;
+mod rate_limits;
 mod refresh;
 mod replay;
 mod resources;
@@ -41,6 +43,8 @@ pub struct PgStore {
     refresh_tokens: refresh::PgRefreshTokens,
     access_tokens: tokens::PgAccessTokens,
     revocations: revocations::PgRevocations,
+    rate_limits: rate_limits::PgRateLimits,
+    login_throttle: login_throttle::PgLoginThrottle,
 }
 
 impl PgStore {
@@ -71,7 +75,7 @@ impl PgStore {
             users: users::PgUsers(pool.clone()),
             replay: replay::PgReplay(pool.clone()),
             resources: resources::PgResources(pool.clone()),
-            events: events::PgEvents(pool.clone()),
+            events: events::PgEvents::new(pool.clone()),
             pushed: pushed::PgPushed(pool.clone()),
             grants: grants::PgGrants(pool.clone()),
             codes: grants::PgCodes(pool.clone()),
@@ -80,6 +84,8 @@ impl PgStore {
             refresh_tokens: refresh::PgRefreshTokens(pool.clone()),
             access_tokens: tokens::PgAccessTokens(pool.clone()),
             revocations: revocations::PgRevocations(pool.clone()),
+            rate_limits: rate_limits::PgRateLimits(pool.clone()),
+            login_throttle: login_throttle::PgLoginThrottle(pool.clone()),
             pool,
         }
     }

@@ -5,7 +5,9 @@ mod clients;
 mod events;
 mod grants;
 mod keys;
+mod login_throttle;
 mod pushed;
+mod rate_limits;
 mod refresh;
 mod replay;
 mod resources;
@@ -47,6 +49,8 @@ pub struct SqliteStore {
     refresh_tokens: refresh::SqliteRefreshTokens,
     access_tokens: tokens::SqliteAccessTokens,
     revocations: revocations::SqliteRevocations,
+    rate_limits: rate_limits::SqliteRateLimits,
+    login_throttle: login_throttle::SqliteLoginThrottle,
 }
 
 impl SqliteStore {
@@ -80,7 +84,7 @@ impl SqliteStore {
             users: users::SqliteUsers(pool.clone()),
             replay: replay::SqliteReplay(pool.clone()),
             resources: resources::SqliteResources(pool.clone()),
-            events: events::SqliteEvents(pool.clone()),
+            events: events::SqliteEvents::new(pool.clone()),
             pushed: pushed::SqlitePushed(pool.clone()),
             grants: grants::SqliteGrants(pool.clone()),
             codes: grants::SqliteCodes(pool.clone()),
@@ -89,6 +93,8 @@ impl SqliteStore {
             refresh_tokens: refresh::SqliteRefreshTokens(pool.clone()),
             access_tokens: tokens::SqliteAccessTokens(pool.clone()),
             revocations: revocations::SqliteRevocations(pool.clone()),
+            rate_limits: rate_limits::SqliteRateLimits(pool.clone()),
+            login_throttle: login_throttle::SqliteLoginThrottle(pool.clone()),
             pool,
         }
     }

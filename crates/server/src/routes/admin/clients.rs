@@ -38,6 +38,24 @@ fn from_registry(error: RegistryError) -> AdminError {
     }
 }
 
+/// A client's `rate_limit_tier` must be one `[rate_limits.tiers]` defines: a typo would
+/// otherwise silently give the client the default tier.
+fn configured_tier(
+    state: &AppState,
+    settings: &portcullis_core::client::settings::ClientSettings,
+) -> Result<(), AdminError> {
+    match &settings.rate_limit_tier {
+        Some(tier) if !state.rate_limits.defines_tier(tier) => Err(OAuthError::new(
+            ErrorCode::InvalidClientMetadata,
+            format!(
+                "rate_limit_tier {tier} is not a tier of the configuration (rate_limits.tiers)"
+            ),
+        )
+        .into()),
+        _ => Ok(()),
+    }
+}
+
 fn object(body: Value) -> Result<Map<String, Value>, AdminError> {
     match body {
         Value::Object(map) => Ok(map),
@@ -87,6 +105,7 @@ async fn create_client(
 ) -> Result<(StatusCode, Json<Map<String, Value>>), AdminError> {
     caller.require(SCOPE)?;
     let (metadata, profile, settings) = registry::operator_request(object(body)?)?;
+    configured_tier(&state, &settings)?;
     let registered = registry::create_client(
         state.store.as_ref(),
         state.rng.as_ref(),
@@ -158,6 +177,7 @@ async fn replace_client(
         .iter()
         .any(|m| body.contains_key(*m));
     let (metadata, profile, settings) = registry::operator_request(body)?;
+    configured_tier(&state, &settings)?;
     let updated = registry::update_client(
         state.store.as_ref(),
         state.clock.as_ref(),

@@ -89,7 +89,7 @@ impl From<OAuthError> for AdminError {
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
         let mut nonce = None;
-        let (status, error, description, challenge) = match self {
+        let (status, (error, outcome), description, challenge) = match self {
             AdminError::Protocol(e, challenge) => (
                 match e.error {
                     // The admin API is a protected resource: a refused proof is 401 with a
@@ -99,15 +99,25 @@ impl IntoResponse for AdminError {
                     }
                     code => crate::routes::oauth_error::status_of(code),
                 },
-                e.error.as_str().to_owned(),
+                (e.error.as_str().to_owned(), e.error.as_str()),
                 e.error_description,
                 challenge,
             ),
-            AdminError::NotFound(d) => (StatusCode::NOT_FOUND, "not_found".into(), d, None),
-            AdminError::Conflict(d) => (StatusCode::CONFLICT, "conflict".into(), d, None),
+            AdminError::NotFound(d) => (
+                StatusCode::NOT_FOUND,
+                ("not_found".into(), "not_found"),
+                d,
+                None,
+            ),
+            AdminError::Conflict(d) => (
+                StatusCode::CONFLICT,
+                ("conflict".into(), "conflict"),
+                d,
+                None,
+            ),
             AdminError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error".into(),
+                ("server_error".into(), "server_error"),
                 "the server could not complete the request".into(),
                 None,
             ),
@@ -117,7 +127,10 @@ impl IntoResponse for AdminError {
                     "a DPoP proof with the server's current nonce is required (RFC 9449 §9)";
                 (
                     StatusCode::UNAUTHORIZED,
-                    ErrorCode::UseDpopNonce.as_str().to_owned(),
+                    (
+                        ErrorCode::UseDpopNonce.as_str().to_owned(),
+                        ErrorCode::UseDpopNonce.as_str(),
+                    ),
                     description.to_owned(),
                     Some(format!(
                         "DPoP error=\"use_dpop_nonce\", error_description={}",
@@ -134,6 +147,7 @@ impl IntoResponse for AdminError {
             }),
         )
             .into_response();
+        crate::metrics::Outcome::mark(&mut response, outcome);
         response
             .headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

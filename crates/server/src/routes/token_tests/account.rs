@@ -118,7 +118,8 @@ fn assert_page_headers(page: &Page) {
     for directive in [
         "default-src 'none'",
         "frame-ancestors 'none'",
-        "img-src https:",
+        // Our own images and, on the list, the listed clients' logo origins only.
+        "img-src 'self'",
         "form-action 'self';",
         "base-uri 'none'",
     ] {
@@ -183,6 +184,13 @@ async fn account_lists_a_consent_in_plain_words_with_its_accounts_and_dates() {
     let page = b.get(&h, "/account").await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert_page_headers(&page);
+    // The logo shown loads from its origin, and from nowhere else.
+    assert!(
+        page.headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .contains("img-src 'self' https://tpp.example;")
+    );
     let label = h.state.accounts.accounts_of(c.user).await.unwrap()[0].label();
     assert_eq!(
         h.state.accounts.accounts_of(c.user).await.unwrap()[0].id,

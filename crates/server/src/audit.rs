@@ -1,0 +1,283 @@
+//! The tamper-evident audit trail on a running server and in `portcullis audit verify`: sealing
+//! this replica's chain head ([`Sealer`], on a timer from [`crate::housekeeping`] and once more
+//! at graceful shutdown), and walking every chain and seal in the database ([`verify`]). The
+//! hashing and MAC rules are in `portcullis_core::audit`.
+
+use std::sync::Arc;
+
+use portcullis_core::Clock;
+use portcullis_core::audit::seal::{Seal, SealKey};
+use portcullis_core::audit::verify::{Break, ChainReport, ChainVerifier, Check};
+use portcullis_core::keys::KeyEncryptionKey;
+use portcullis_core::store::{ChainInfo, Store, StoreError, Unchained};
+use serde::{Deserialize, Serialize};
+
+use crate::config::ConfigError;
+
+/// The longest configurable seal interval: a day.
+pub const MAX_SEAL_INTERVAL_SECS: u64 = 86_400;
+
+/// How many events verification reads per query.
+const PAGE: u32 = 1000;
+
+/// The audit trail's settings (`[audit]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// How often each replica seals its chain's head, in seconds (and once more at graceful
+    /// shutdown). Events after the last seal could be removed from the end of a chain unseen
+    /// until the next one, so this bounds what can go missing undetected.
+    pub seal_interval_secs: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            seal_interval_secs: 60,
+        }
+    }
+}
+
+impl AuditConfig {
+    /// Checks the interval's bounds.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming `audit.seal_interval_secs`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=MAX_SEAL_INTERVAL_SECS).contains(&self.seal_interval_secs) {
+            return Err(ConfigError::new(
+                "audit.seal_interval_secs",
+                format!("must be 1 to {MAX_SEAL_INTERVAL_SECS}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Seals this replica's chain head.
+#[derive(Clone)]
+pub struct Sealer {
+    store: Arc<dyn Store>,
+    key: Arc<SealKey>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealer").finish_non_exhaustive()
+    }
+}
+
+impl Sealer {
+    /// A sealer of `store`'s chain under the seal key derived from `kek`.
+    #[must_use]
+    pub fn new(store: Arc<dyn Store>, kek: &KeyEncryptionKey, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            key: Arc::new(SealKey::from_kek(kek)),
+            clock,
+        }
+    }
+
+    /// Seals the chain's head if it moved since its last seal; the seal written, if any.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the last seal cannot be read or the new one written.
+    pub async fn seal(&self) -> Result<Option<Seal>, StoreError> {
+        let events = self.store.events();
+        let Some(head) = events.head() else {
+            return Ok(None);
+        };
+        let last = events.last_seal(head.chain_id).await?;
+        if last.is_some_and(|s| s.chain_seq >= head.chain_seq) {
+            return Ok(None);
+        }
+        let seal = self.key.seal(&head, self.clock.now(), last.as_ref());
+        match events.add_seal(&seal).await {
+            Ok(()) => Ok(Some(seal)),
+            // Sealed meanwhile (the timer and the shutdown seal at once): that seal stands.
+            Err(StoreError::Conflict(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// What verification found in the whole trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrailReport {
+    /// Each chain, in order of its start, with what the chains table says of it.
+    pub chains: Vec<(ChainInfo, ChainReport)>,
+    /// The events outside every chain (written before chaining began).
+    pub unchained: Unchained,
+}
+
+/// Why verification did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The trail is broken: the first break found.
+    #[error("{0}")]
+    Broken(Break),
+    /// The database could not be read.
+    #[error("cannot read the audit trail: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Walks every chain in `chain_seq` order, checking each event's hash, the links and contiguity,
+/// and every seal's MAC (under `key`), head hash and link to the seal before; then that no event
+/// outside the chains was written after chaining began. `progress` is called with each chain's
+/// report as it is done.
+///
+/// # Errors
+/// [`VerifyError::Broken`] with the first break; [`VerifyError::Store`] when reading fails.
+pub async fn verify(
+    store: &dyn Store,
+    key: &SealKey,
+    mut progress: impl FnMut(&ChainInfo, &ChainReport),
+) -> Result<TrailReport, VerifyError> {
+    let events = store.events();
+    let mut chains = Vec::new();
+    for info in events.chains().await? {
+        if !info.registered {
+            return Err(VerifyError::Broken(Break {
+                chain_id: Some(info.chain_id),
+                chain_seq: None,
+                seq: None,
+                check: Check::UnregisteredChain,
+                detail: "events or seals name a chain the chains table does not have: its registration was removed, or they were made up".into(),
+            }));
+        }
+        let mut walk = ChainVerifier::new(key, info.chain_id, events.seals(info.chain_id).await?);
+        let mut after = (0, 0);
+        loop {
+            let page = events.chain_events(info.chain_id, after, PAGE).await?;
+            for recorded in &page {
+                // The query selects by chain, so every row has its link.
+                let Some(link) = &recorded.link else {
+                    return Err(VerifyError::Store(StoreError::Corrupt(format!(
+                        "security_events: event {} has no chain",
+                        recorded.seq
+                    ))));
+                };
+                walk.row(recorded.seq, &recorded.event, link)
+                    .map_err(VerifyError::Broken)?;
+                after = (link.chain_seq, recorded.seq);
+            }
+            if page.len() < PAGE as usize {
+                break;
+            }
+        }
+        let report = walk.finish().map_err(VerifyError::Broken)?;
+        progress(&info, &report);
+        chains.push((info, report));
+    }
+    let unchained = events.unchained().await?;
+    if let (Some(last), Some(first_chained)) = (unchained.last_seq, unchained.first_chained_seq)
+        && last > first_chained
+    {
+        return Err(VerifyError::Broken(Break {
+            chain_id: None,
+            chain_seq: None,
+            seq: Some(last),
+            check: Check::Unchained,
+            detail: format!(
+                "event {last} is outside every chain but was written after chaining began (event {first_chained}): it was inserted"
+            ),
+        }));
+    }
+    Ok(TrailReport { chains, unchained })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_core::audit::SecurityEvent;
+    use portcullis_core::{ManualClock, SeededRng};
+    use time::OffsetDateTime;
+
+    async fn store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
+        portcullis_store::connect_and_migrate(
+            &format!("sqlite:{}?mode=rwc", dir.path().join("t.db").display()),
+            &portcullis_store::PoolOptions::default(),
+        )
+        .await
+        .unwrap()
+    }
+
+    fn event(n: i64) -> SecurityEvent {
+        SecurityEvent::new(
+            OffsetDateTime::from_unix_timestamp(1_800_000_000 + n).unwrap(),
+            "system",
+            "test.event",
+            Some(n.to_string()),
+            serde_json::Map::new(),
+        )
+    }
+
+    #[test]
+    fn the_seal_interval_is_configured_in_audit_and_bounded() {
+        assert_eq!(AuditConfig::default().seal_interval_secs, 60);
+        for bad in [0, MAX_SEAL_INTERVAL_SECS + 1] {
+            let error = AuditConfig {
+                seal_interval_secs: bad,
+            }
+            .validate()
+            .unwrap_err();
+            assert_eq!(error.key, "audit.seal_interval_secs");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("portcullis.toml");
+        let overrides = crate::config::Overrides::default();
+        std::fs::write(&file, "[audit]\nseal_interval_secs = 5\n").unwrap();
+        let config = crate::config::Config::load(Some(&file), &overrides).unwrap();
+        assert_eq!(config.audit.seal_interval_secs, 5);
+        std::fs::write(&file, "[audit]\nseal_interval_secs = 0\n").unwrap();
+        let error = crate::config::Config::load(Some(&file), &overrides).unwrap_err();
+        assert_eq!(error.key, "audit.seal_interval_secs");
+        std::fs::write(&file, "[audit]\nseal_every = 5\n").unwrap();
+        assert!(crate::config::Config::load(Some(&file), &overrides).is_err());
+    }
+
+    #[tokio::test]
+    async fn seals_follow_the_head_and_a_sealed_trail_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let kek = KeyEncryptionKey::generate(&SeededRng::new(1)).unwrap();
+        let clock = Arc::new(ManualClock::new(
+            OffsetDateTime::from_unix_timestamp(1_800_000_100).unwrap(),
+        ));
+        let sealer = Sealer::new(store.clone(), &kek, clock);
+        // Nothing to seal before the first event, nor twice at one head.
+        assert_eq!(sealer.seal().await.unwrap(), None);
+        for n in 1..=3 {
+            store.events().append(&event(n)).await.unwrap();
+        }
+        let first = sealer.seal().await.unwrap().unwrap();
+        assert_eq!(first.chain_seq, 3);
+        assert_eq!(sealer.seal().await.unwrap(), None);
+        store.events().append(&event(4)).await.unwrap();
+        let second = sealer.seal().await.unwrap().unwrap();
+        assert_eq!((second.chain_seq, second.prev_mac), (4, first.mac));
+        store.events().append(&event(5)).await.unwrap();
+
+        let key = SealKey::from_kek(&kek);
+        let mut seen = 0;
+        let report = verify(store.as_ref(), &key, |_, _| seen += 1)
+            .await
+            .unwrap();
+        assert_eq!(seen, 1);
+        let (info, chain) = &report.chains[0];
+        assert!(info.registered);
+        assert!(info.host.as_deref().is_some_and(|h| h.contains("pid")));
+        assert_eq!(
+            (chain.events, chain.sealed_up_to, chain.unsealed_tail()),
+            (5, Some(4), 1)
+        );
+        // Under another KEK every seal is a forgery.
+        let other = SealKey::from_kek(&KeyEncryptionKey::generate(&SeededRng::new(2)).unwrap());
+        let Err(VerifyError::Broken(found)) = verify(store.as_ref(), &other, |_, _| {}).await
+        else {
+            panic!("seals under another key must not verify")
+        };
+        assert_eq!(found.check, Check::SealMac);
+    }
+}
