@@ -156,6 +156,12 @@ pub fn router(state: AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetSensitiveRequestHeadersLayer::new(SENSITIVE_HEADERS))
+                // The request id is always ours: a client's own `X-Request-Id` would otherwise
+                // reach the logs and the audit trail as whatever the client chose.
+                .map_request(|mut request: Request<axum::body::Body>| {
+                    request.headers_mut().remove(REQUEST_ID);
+                    request
+                })
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http()

@@ -59,7 +59,14 @@ pub fn resolve(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> IpAddr {
     if !is_trusted_proxy(peer, trusted) {
         return canonical(peer);
     }
-    let hops = forwarded_hops(headers).or_else(|| x_forwarded_for_hops(headers));
+    // When the proxy speaks `Forwarded`, `X-Forwarded-For` is whatever the client sent, passed
+    // through: it is read only when no `Forwarded` header came at all, and an unreadable
+    // `Forwarded` leaves the proxy as the source rather than falling back to it.
+    let hops = if headers.contains_key(http::header::FORWARDED) {
+        forwarded_hops(headers)
+    } else {
+        x_forwarded_for_hops(headers)
+    };
     let Some(hops) = hops else {
         return canonical(peer);
     };
@@ -210,6 +217,25 @@ mod tests {
             resolve(&HeaderMap::new(), ip("10.0.0.2"), &proxies()),
             ip("10.0.0.2")
         );
+    }
+
+    #[test]
+    fn an_unreadable_forwarded_never_falls_back_to_x_forwarded_for() {
+        // A proxy that appends to Forwarded passes the client's own X-Forwarded-For through.
+        for value in ["garbage", "for=1.2.3.4;by", "for=unknown"] {
+            let h = headers(&[("forwarded", value), ("x-forwarded-for", "198.51.100.9")]);
+            assert_eq!(
+                resolve(&h, ip("10.0.0.2"), &proxies()),
+                ip("10.0.0.2"),
+                "{value}"
+            );
+        }
+        let mut h = headers(&[("x-forwarded-for", "198.51.100.9")]);
+        h.insert(
+            http::header::FORWARDED,
+            http::HeaderValue::from_bytes(b"for=\xff").unwrap(),
+        );
+        assert_eq!(resolve(&h, ip("10.0.0.2"), &proxies()), ip("10.0.0.2"));
     }
 
     #[test]

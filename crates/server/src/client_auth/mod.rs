@@ -462,8 +462,10 @@ impl ClientAuthenticator {
         let mut details = serde_json::Map::new();
         details.insert("endpoint".into(), endpoint.path().into());
         details.insert("reason".into(), reason.as_str().into());
+        // Under its own name, not `client_id`: the event's client column (what the admin API
+        // filters by) holds only clients that proved who they are.
         if let Some(client_id) = &named {
-            details.insert("client_id".into(), client_id.as_str().into());
+            details.insert("named_client_id".into(), client_id.as_str().into());
         }
         let event = SecurityEvent::new(
             self.clock.now(),

@@ -357,7 +357,7 @@ impl RateLimiter {
                     .warned_tiers
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
-                if warned.insert(tier.to_owned()) {
+                if !warned.contains(tier) && warned.insert(tier.to_owned()) {
                     tracing::warn!(
                         tier,
                         client_id = %client.client_id,

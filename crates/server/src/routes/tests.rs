@@ -167,6 +167,25 @@ async fn jwks_publishes_one_key_per_algorithm_with_cache_control() {
 }
 
 #[tokio::test]
+async fn the_request_id_is_always_the_servers_own() {
+    let h = harness().await;
+    let response = h
+        .router
+        .clone()
+        .oneshot(
+            Request::get("/jwks")
+                .header("x-request-id", "chosen-by-the-client")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let id = response.headers()["x-request-id"].to_str().unwrap();
+    assert_ne!(id, "chosen-by-the-client");
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+}
+
+#[tokio::test]
 async fn both_metadata_documents_name_the_issuer() {
     let h = harness().await;
     for path in [
