@@ -184,7 +184,60 @@ pub async fn verify(
             ),
         }));
     }
+    check_baseline(&unchained)?;
     Ok(TrailReport { chains, unchained })
+}
+
+/// The events outside the chains must be exactly those there when chaining began: as many, and
+/// all within `1..=last_seq` of the baseline. A row inserted later outside the chains (with a low
+/// or negative `seq`, or into a gap) changes the count or falls outside the range.
+fn check_baseline(unchained: &Unchained) -> Result<(), VerifyError> {
+    let broken = |seq: Option<i64>, detail: String| {
+        Err(VerifyError::Broken(Break {
+            chain_id: None,
+            chain_seq: None,
+            seq,
+            check: Check::Unchained,
+            detail,
+        }))
+    };
+    let Some((last_seq, count)) = unchained.baseline else {
+        return broken(
+            None,
+            "the record of the events before chaining (audit_baseline) is missing or doubled"
+                .into(),
+        );
+    };
+    if unchained.count != count {
+        return broken(
+            unchained.last_seq,
+            format!(
+                "{} events are outside every chain, but {count} were when chaining began: events were inserted or deleted",
+                unchained.count
+            ),
+        );
+    }
+    if let Some(first) = unchained.first_seq
+        && first < 1
+    {
+        return broken(
+            Some(first),
+            format!(
+                "event {first} is outside every chain and before the first event: it was inserted"
+            ),
+        );
+    }
+    if let Some(last) = unchained.last_seq
+        && last > last_seq
+    {
+        return broken(
+            Some(last),
+            format!(
+                "event {last} is outside every chain but after chaining began (event {last_seq}): it was inserted"
+            ),
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -279,5 +332,42 @@ mod tests {
             panic!("seals under another key must not verify")
         };
         assert_eq!(found.check, Check::SealMac);
+    }
+
+    #[tokio::test]
+    async fn an_event_inserted_outside_the_chains_is_found_wherever_its_seq() {
+        let kek = KeyEncryptionKey::generate(&SeededRng::new(1)).unwrap();
+        let key = SealKey::from_kek(&kek);
+        // Below the first event, at 0, and after the chained ones (a fresh trail has no events
+        // from before chaining, so any unchained one is forged).
+        for forged_seq in [-5_i64, 0, 1000] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = store(&dir).await;
+            for n in 1..=3 {
+                store.events().append(&event(n)).await.unwrap();
+            }
+            verify(store.as_ref(), &key, |_, _| {}).await.unwrap();
+            let mut db = sqlx_connect(&dir).await;
+            sqlx::query(
+                "INSERT INTO security_events (seq, occurred_at, actor, action, details) \
+                 VALUES (?, 0, 'system', 'forged', '{}')",
+            )
+            .bind(forged_seq)
+            .execute(&mut db)
+            .await
+            .unwrap();
+            let Err(VerifyError::Broken(found)) = verify(store.as_ref(), &key, |_, _| {}).await
+            else {
+                panic!("an event inserted outside the chains at {forged_seq} must be found")
+            };
+            assert_eq!(found.check, Check::Unchained, "{forged_seq}: {found:?}");
+        }
+    }
+
+    async fn sqlx_connect(dir: &tempfile::TempDir) -> sqlx::SqliteConnection {
+        use sqlx::Connection;
+        sqlx::SqliteConnection::connect(&format!("sqlite:{}", dir.path().join("t.db").display()))
+            .await
+            .unwrap()
     }
 }

@@ -48,6 +48,11 @@ pub struct Unchained {
     pub last_seq: Option<i64>,
     /// The sequence number of the first chained event, if any.
     pub first_chained_seq: Option<i64>,
+    /// The first one's sequence number.
+    pub first_seq: Option<i64>,
+    /// What was outside the chains when chaining began: the last sequence number and the count
+    /// (`audit_baseline`); `None` when that record is missing.
+    pub baseline: Option<(i64, u64)>,
 }
 
 /// The append-only trail. There is deliberately no update or delete: the database refuses them.

@@ -354,19 +354,39 @@ impl SecurityEventStore for SqliteEvents {
     }
 
     async fn unchained(&self) -> Result<Unchained, StoreError> {
-        let (count, last_seq, first_chained_seq): (i64, Option<i64>, Option<i64>) = sqlx::query_as(
+        #[allow(clippy::type_complexity)]
+        let (count, last_seq, first_chained_seq, first_seq, baseline_last, baseline_count): (
+            i64,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+        ) = sqlx::query_as(
             r#"SELECT
                      (SELECT COUNT(*) FROM security_events WHERE chain_id IS NULL),
                      (SELECT MAX(seq) FROM security_events WHERE chain_id IS NULL),
-                     (SELECT MIN(seq) FROM security_events WHERE chain_id IS NOT NULL)"#,
+                     (SELECT MIN(seq) FROM security_events WHERE chain_id IS NOT NULL),
+                     (SELECT MIN(seq) FROM security_events WHERE chain_id IS NULL),
+                     (SELECT MAX(last_seq) FROM audit_baseline),
+                     (SELECT CASE WHEN COUNT(*) = 1 THEN MAX(count) END FROM audit_baseline)"#,
         )
         .fetch_one(&self.pool)
         .await
         .map_err(from_sqlx)?;
+        let baseline = match (baseline_last, baseline_count) {
+            (Some(last), Some(n)) => Some((
+                last,
+                u64::try_from(n).map_err(|e| corrupt("audit_baseline", e))?,
+            )),
+            _ => None,
+        };
         Ok(Unchained {
             count: u64::try_from(count).map_err(|e| corrupt("security_events", e))?,
             last_seq,
             first_chained_seq,
+            first_seq,
+            baseline,
         })
     }
 }
