@@ -24,6 +24,10 @@ use crate::tls::client_cert::{ConnectionInfo, is_trusted_proxy};
 pub struct SourceIp(pub IpAddr);
 
 impl SourceIp {
+    /// The source of a request without connection information (only unit tests call the router
+    /// that way): `0.0.0.0`, one shared bucket, so a missing source never means no limit.
+    pub const UNKNOWN: Self = Self(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+
     /// The address as counters key it: an IPv4 address whole, an IPv6 address by its /64 (one
     /// customer line or host usually holds a whole /64, so counting single IPv6 addresses would
     /// give each attacker 2^64 budgets). IPv4-mapped IPv6 addresses count as IPv4.
@@ -145,7 +149,7 @@ pub async fn layer(
     let peer = request
         .extensions()
         .get::<ConnectionInfo>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |info| info.remote_addr.ip());
+        .map_or(SourceIp::UNKNOWN.0, |info| info.remote_addr.ip());
     let source = resolve(request.headers(), peer, &trusted);
     request.extensions_mut().insert(SourceIp(source));
     next.run(request).await

@@ -10,7 +10,6 @@
 //! `ErrorResponse` puts on `invalid_client` and `invalid_dpop_proof`), turns the answer into a 429
 //! when the client's quota refused it, and writes the `RateLimit` fields of every bucket checked.
 
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -75,7 +74,7 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
         .extensions()
         .get::<SourceIp>()
         .copied()
-        .unwrap_or(SourceIp(IpAddr::from([0, 0, 0, 0])));
+        .unwrap_or(SourceIp::UNKNOWN);
     let request_id = request
         .headers()
         .get("x-request-id")
@@ -196,9 +195,7 @@ pub async fn admit_client(
                 crate::client_auth::Endpoint::Introspect => Endpoint::Introspect,
                 crate::client_auth::Endpoint::Revoke => Endpoint::Revoke,
             };
-            let source = scope
-                .as_ref()
-                .map_or(SourceIp(IpAddr::from([0, 0, 0, 0])), |s| s.source);
+            let source = scope.as_ref().map_or(SourceIp::UNKNOWN, |s| s.source);
             limiter
                 .tripped(
                     endpoint,

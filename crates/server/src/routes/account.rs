@@ -23,7 +23,6 @@
 //! forms may post only here; askama escapes everything shown.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 
 use askama::Template as _;
 use axum::Extension;
@@ -301,7 +300,7 @@ fn attempt(source: Option<Extension<SourceIp>>) -> customer::Attempt<'static> {
     customer::Attempt {
         // Without the source layer (never in the server's router) every attempt shares one
         // bucket: fail closed.
-        source: source.map_or(SourceIp(IpAddr::from([0, 0, 0, 0])), |Extension(s)| s),
+        source: source.map_or(SourceIp::UNKNOWN, |Extension(s)| s),
         client_id: None,
     }
 }

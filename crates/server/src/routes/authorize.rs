@@ -12,7 +12,6 @@
 //! `__Host-` cookie whose value is stored only as a hash, fresh at every login. Pages send a
 //! strict Content-Security-Policy, `frame-ancestors 'none'` and `no-store`.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use askama::Template as _;
@@ -758,7 +757,7 @@ fn attempt(source: Option<Extension<SourceIp>>, c: &Continued) -> customer::Atte
     customer::Attempt {
         // Without the source layer (never in the server's router) every attempt shares one
         // bucket: fail closed.
-        source: source.map_or(SourceIp(IpAddr::from([0, 0, 0, 0])), |Extension(s)| s),
+        source: source.map_or(SourceIp::UNKNOWN, |Extension(s)| s),
         client_id: Some(c.context.client.client_id.as_str()),
     }
 }
