@@ -15,8 +15,11 @@
 //!
 //! Several buckets are checked for one request at once ([`check_all`]): if any refuses, none is
 //! spent, so a request refused by one limit costs nothing from the others. A bucket can also be
-//! checked without spending ([`Cell::spend`] false): "is there a token left?", used to refuse a
-//! source whose failure budget is spent before doing the work that could fail again.
+//! checked without spending ([`Op::Probe`]: "is there a token left?"), and given back a token
+//! spent earlier ([`Op::Refund`]): a token *reserved* before work that may fail is returned when
+//! the work succeeds, so that parallel requests cannot all pass a check that only one of them
+//! should (the auth-failure budget of the server's limits). A refund always applies, whatever
+//! the other buckets of the same check say.
 
 use std::time::Duration;
 
@@ -89,6 +92,31 @@ impl Quota {
     }
 }
 
+/// What a check does to a bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// Spend one token when every spending bucket of the check allows.
+    Spend,
+    /// Only ask whether a token is left; never changes the bucket.
+    Probe,
+    /// Give back one token spent earlier: the TAT moves back by `T`, never before now (a bucket
+    /// cannot be fuller than full). Always allowed, and applied even when another bucket of the
+    /// same check refuses.
+    Refund,
+}
+
+impl Op {
+    /// The number stores and scripts use for it: 1 spend, 0 probe, 2 refund.
+    #[must_use]
+    pub const fn code(self) -> i16 {
+        match self {
+            Op::Probe => 0,
+            Op::Spend => 1,
+            Op::Refund => 2,
+        }
+    }
+}
+
 /// One bucket a request is checked against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cell {
@@ -98,34 +126,56 @@ pub struct Cell {
     pub emission_us: i64,
     /// `τ` of its quota ([`Quota::tolerance_us`]).
     pub tolerance_us: i64,
-    /// Whether an allowed request spends a token from it; when false the bucket is only asked
-    /// whether a token is left, and never changes.
-    pub spend: bool,
+    /// What the check does to it.
+    pub op: Op,
 }
 
 impl Cell {
-    /// A cell of `key` under `quota`.
+    /// A cell of `key` under `quota`, doing `op`.
     #[must_use]
-    pub fn new(key: impl Into<String>, quota: Quota, spend: bool) -> Self {
+    pub fn new(key: impl Into<String>, quota: Quota, op: Op) -> Self {
         Self {
             key: key.into(),
             emission_us: quota.emission_us(),
             tolerance_us: quota.tolerance_us(),
-            spend,
+            op,
         }
+    }
+
+    /// The same bucket, doing `op`.
+    #[must_use]
+    pub fn with_op(&self, op: Op) -> Self {
+        Self { op, ..self.clone() }
+    }
+
+    /// Whether the check may write the bucket (a spend or a refund).
+    #[must_use]
+    pub const fn writes(&self) -> bool {
+        !matches!(self.op, Op::Probe)
     }
 
     /// The TAT this cell would have after an allowed request on a bucket whose stored TAT is
     /// `stored` (`None`: no bucket, i.e. full) at `now_us`, and whether the request is allowed.
-    /// The TAT returned is the new one only when the request is allowed and spends.
+    /// The TAT returned is the new one only when the request is allowed and spends, or for a
+    /// refund, which is always allowed.
     #[must_use]
     pub fn decide(&self, stored: Option<i64>, now_us: i64) -> CellState {
         let base = stored.map_or(now_us, |tat| tat.max(now_us));
+        if self.op == Op::Refund {
+            return CellState {
+                allowed: true,
+                tat_us: base.saturating_sub(self.emission_us).max(now_us),
+            };
+        }
         let next = base.saturating_add(self.emission_us);
         let allowed = next.saturating_sub(now_us) <= self.tolerance_us;
         CellState {
             allowed,
-            tat_us: if allowed && self.spend { next } else { base },
+            tat_us: if allowed && self.op == Op::Spend {
+                next
+            } else {
+                base
+            },
         }
     }
 
@@ -184,8 +234,8 @@ pub struct Outcome {
 
 /// Checks `cells` at `now_us` against their stored TATs (`stored[i]` for `cells[i]`; `None`, or a
 /// missing entry, for no bucket), all or nothing: the states of every cell, in order, and whether
-/// all allowed. When one refuses, every state carries the bucket's unchanged TAT, so the caller
-/// writes nothing.
+/// all allowed. When one refuses, every spending cell's state carries the bucket's unchanged TAT,
+/// so the caller writes none of them; refunds are written either way.
 #[must_use]
 pub fn check_all(cells: &[Cell], stored: &[Option<i64>], now_us: i64) -> (Vec<CellState>, bool) {
     let stored = stored.iter().copied().chain(std::iter::repeat(None));
@@ -197,7 +247,7 @@ pub fn check_all(cells: &[Cell], stored: &[Option<i64>], now_us: i64) -> (Vec<Ce
     let all = states.iter().all(|s| s.allowed);
     if !all {
         for (state, cell) in states.iter_mut().zip(cells) {
-            if state.allowed && cell.spend {
+            if state.allowed && cell.op == Op::Spend {
                 // Undo the spend: back to the bucket as it was.
                 state.tat_us = state.tat_us.saturating_sub(cell.emission_us);
             }
@@ -244,7 +294,7 @@ mod tests {
     #[test]
     fn a_fresh_bucket_allows_its_whole_burst_and_then_refuses() {
         for (q, w) in [(1, 1), (7, 1), (600, 60), (30, 300), (10, 3600), (3, 7)] {
-            let cell = Cell::new("k", quota(q, w), true);
+            let cell = Cell::new("k", quota(q, w), Op::Spend);
             let mut tat = None;
             assert_eq!(spend(&cell, &mut tat, NOW, q + 5), q, "{q}/{w}s");
         }
@@ -255,7 +305,7 @@ mod tests {
         let q = quota(600, 60); // T = 100 ms
         assert_eq!(q.emission_us(), 100_000);
         assert_eq!(q.tolerance_us(), 60 * MICROS);
-        let cell = Cell::new("k", q, true);
+        let cell = Cell::new("k", q, Op::Spend);
         let mut tat = None;
         assert_eq!(spend(&cell, &mut tat, NOW, 600), 600);
         assert_eq!(spend(&cell, &mut tat, NOW + 99_999, 1), 0);
@@ -271,7 +321,7 @@ mod tests {
         assert_eq!(q.emission_us(), 142_858);
         assert_eq!(q.tolerance_us(), 7 * 142_858);
         // Sustained over a minute: never more than 7 a second.
-        let cell = Cell::new("k", q, true);
+        let cell = Cell::new("k", q, Op::Spend);
         let mut tat = None;
         let mut passed = 0;
         for ms in 0..60_000 {
@@ -284,7 +334,7 @@ mod tests {
 
     #[test]
     fn outcomes_report_remaining_next_token_and_retry_after() {
-        let cell = Cell::new("k", quota(10, 60), true); // T = 6 s
+        let cell = Cell::new("k", quota(10, 60), Op::Spend); // T = 6 s
         let fresh = cell.outcome(cell.decide(None, NOW), NOW);
         assert_eq!(
             fresh,
@@ -307,18 +357,18 @@ mod tests {
         assert_eq!(ceil_secs(4 * MICROS + 1), 5);
         assert_eq!(ceil_secs(0), 0);
         // A full bucket has nothing coming back.
-        let probe = Cell::new("k", quota(10, 60), false);
+        let probe = Cell::new("k", quota(10, 60), Op::Probe);
         let full = probe.outcome(probe.decide(None, NOW), NOW);
         assert_eq!((full.remaining, full.next_token_us), (10, None));
     }
 
     #[test]
     fn a_probe_never_spends() {
-        let cell = Cell::new("k", quota(2, 60), false);
+        let cell = Cell::new("k", quota(2, 60), Op::Probe);
         let state = cell.decide(None, NOW);
         assert!(state.allowed);
         assert_eq!(state.tat_us, NOW);
-        let spent = Cell::new("k", quota(2, 60), true);
+        let spent = Cell::new("k", quota(2, 60), Op::Spend);
         let mut tat = None;
         spend(&spent, &mut tat, NOW, 2);
         assert!(!cell.decide(tat, NOW).allowed);
@@ -327,8 +377,8 @@ mod tests {
 
     #[test]
     fn when_one_bucket_refuses_no_bucket_is_spent() {
-        let open = Cell::new("open", quota(100, 60), true);
-        let empty = Cell::new("empty", quota(1, 60), true);
+        let open = Cell::new("open", quota(100, 60), Op::Spend);
+        let empty = Cell::new("empty", quota(1, 60), Op::Spend);
         let empty_tat = empty.decide(None, NOW).tat_us;
         let (states, all) = check_all(
             &[open.clone(), empty.clone()],
@@ -343,5 +393,39 @@ mod tests {
         let (states, all) = check_all(&[open.clone(), empty], &[], NOW + 60 * MICROS);
         assert!(all);
         assert_eq!(states[0].tat_us, NOW + 60 * MICROS + open.emission_us);
+    }
+
+    #[test]
+    fn a_refund_gives_back_a_reserved_token_and_never_overfills() {
+        let q = quota(2, 60); // T = 30 s
+        let reserve = Cell::new("k", q, Op::Spend);
+        let refund = reserve.with_op(Op::Refund);
+        // Two reservations empty the bucket; a third is refused.
+        let mut tat = None;
+        assert_eq!(spend(&reserve, &mut tat, NOW, 3), 2);
+        // One reservation comes back: exactly one more passes.
+        let back = refund.decide(tat, NOW + 1);
+        assert!(back.allowed);
+        assert_eq!(back.tat_us, NOW + 30 * MICROS);
+        tat = Some(back.tat_us);
+        assert_eq!(spend(&reserve, &mut tat, NOW + 1, 2), 1);
+        // A refund on a full or missing bucket leaves it full, never fuller.
+        assert_eq!(refund.decide(None, NOW).tat_us, NOW);
+        assert_eq!(refund.decide(Some(NOW - 5 * MICROS), NOW).tat_us, NOW);
+        assert_eq!(refund.decide(Some(NOW + 10 * MICROS), NOW).tat_us, NOW);
+        // A refund applies even when another bucket of the check refuses.
+        let empty = Cell::new("empty", quota(1, 60), Op::Spend);
+        let full_tat = NOW + 60 * MICROS;
+        let (states, all) = check_all(
+            &[empty, refund.clone()],
+            &[Some(full_tat), Some(NOW + 60 * MICROS)],
+            NOW,
+        );
+        assert!(!all);
+        assert!(!states[0].allowed && states[1].allowed);
+        assert_eq!(states[1].tat_us, NOW + 30 * MICROS);
+        assert_eq!(Op::Probe.code(), 0);
+        assert_eq!(Op::Spend.code(), 1);
+        assert_eq!(Op::Refund.code(), 2);
     }
 }

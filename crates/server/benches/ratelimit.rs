@@ -1,8 +1,9 @@
-//! What one rate-limit check costs on each backend (docs/benchmarks.md, "Rate limits: cost of a
-//! check"): the check the layer makes before every request of a client endpoint, one spending
-//! bucket (the source address at the endpoint) and one probed bucket (its auth-failure budget),
-//! all or nothing. The sources go round 10,000 addresses with quotas nothing reaches, so every
-//! check is allowed and spends, as on a busy server.
+//! What the rate limits cost a client request on each backend (docs/benchmarks.md, "Rate limits:
+//! cost of a check"): the two calls of a `/token` request whose client authenticates: the layer's
+//! check before the handler (the source address's bucket at the endpoint, and one reserved
+//! auth failure, all or nothing) and `admit_client`'s after authentication (the client's bucket,
+//! and the reservation given back). The sources go round 10,000 addresses and the clients round
+//! 100, with quotas nothing reaches, so every check is allowed and spends, as on a busy server.
 //!
 //! Backends: `memory` (this process), `database/sqlite` and `database/postgres` (a fresh
 //! database on `DATABASE_URL` or 127.0.0.1:5432), `redis` (`REDIS_URL`, required). Run with
@@ -21,9 +22,12 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use portcullis_core::SystemClock;
+use portcullis_core::ratelimit::{Cell, Op, Quota};
 use portcullis_server::metrics::Metrics;
 use portcullis_server::ratelimit::config::Limit;
-use portcullis_server::ratelimit::{BackendKind, Endpoint, RateLimiter, RateLimitsConfig};
+use portcullis_server::ratelimit::{
+    BackendKind, Check, Endpoint, KeyKind, RateLimiter, RateLimitsConfig,
+};
 use portcullis_server::source_ip::SourceIp;
 use portcullis_testkit::db::{Backend, TestDatabase};
 use tokio::runtime::Runtime;
@@ -67,6 +71,17 @@ fn limiter(rt: &Runtime, backend: BackendKind, database: Backend) -> (RateLimite
     })
 }
 
+/// A client's bucket at `/token`, with a quota nothing reaches.
+fn client(n: u32) -> Check {
+    let quota = Quota::new(1_000_000, std::time::Duration::from_secs(1)).unwrap();
+    Check {
+        cell: Cell::new(format!("client:token:bench-{n}"), quota, Op::Spend),
+        quota,
+        policy: "token-client",
+        kind: KeyKind::Client,
+    }
+}
+
 fn checks(c: &mut Criterion) {
     let rt = Runtime::new().unwrap();
     let mut group = c.benchmark_group("rate_limit_check");
@@ -86,12 +101,20 @@ fn checks(c: &mut Criterion) {
             b.iter(|| {
                 n = n.wrapping_add(1);
                 let source = SourceIp(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n % 10_000)));
-                let checks = [
+                let entry = [
                     limiter.ip_check(Endpoint::Token, &source),
-                    limiter.auth_failure_check(&source, false),
+                    limiter.auth_failure_check(&source, Op::Spend),
                 ];
-                let applied = rt.block_on(limiter.check(&checks)).unwrap();
-                assert!(applied.iter().all(|a| a.outcome.allowed));
+                let admit = [
+                    client(n % 100),
+                    limiter.auth_failure_check(&source, Op::Refund),
+                ];
+                rt.block_on(async {
+                    let applied = limiter.check(&entry).await.unwrap();
+                    assert!(applied.iter().all(|a| a.outcome.allowed));
+                    let applied = limiter.check(&admit).await.unwrap();
+                    assert!(applied.iter().all(|a| a.outcome.allowed));
+                });
             });
         });
     }

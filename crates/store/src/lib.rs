@@ -78,7 +78,6 @@ macro_rules! aggregate_accessors {
 pub(crate) use aggregate_accessors;
 mod error;
 pub mod postgres;
-mod rate_limits;
 pub mod sqlite;
 
 use std::sync::Arc;

@@ -113,7 +113,7 @@ pub fn insert(headers: &mut HeaderMap, applied: &[Applied]) {
 mod tests {
     use std::time::Duration;
 
-    use portcullis_core::ratelimit::Cell;
+    use portcullis_core::ratelimit::{Cell, Op};
 
     use super::*;
 
@@ -121,7 +121,7 @@ mod tests {
 
     fn applied(policy: &'static str, q: u32, w: u64, spent: u32, at: i64) -> Applied {
         let quota = Quota::new(q, Duration::from_secs(w)).unwrap();
-        let cell = Cell::new("k", quota, true);
+        let cell = Cell::new("k", quota, Op::Spend);
         // `spent` requests at NOW, then this one at `at`.
         let mut tat = None;
         for _ in 0..spent {
@@ -162,7 +162,7 @@ mod tests {
     #[test]
     fn a_full_bucket_has_no_reset_and_nothing_applied_sets_nothing() {
         let quota = Quota::new(30, Duration::from_secs(300)).unwrap();
-        let probe = Cell::new("k", quota, false);
+        let probe = Cell::new("k", quota, Op::Probe);
         let full = Applied {
             policy: "auth-failures",
             quota,

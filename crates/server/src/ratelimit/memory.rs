@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use portcullis_core::ratelimit::{Cell, CellState, check_all};
+use portcullis_core::ratelimit::{Cell, CellState, Op, check_all};
 
 /// How many shards: enough that the two to a few dozen cores a replica has rarely meet on one.
 const SHARDS: usize = 64;
@@ -71,17 +71,22 @@ impl MemoryBuckets {
             })
             .collect();
         let (states, all) = check_all(cells, &stored, now_us);
-        if all {
-            for ((cell, state), &shard) in cells.iter().zip(&states).zip(&shard_of) {
-                if !cell.spend {
-                    continue;
+        for ((cell, state), &shard) in cells.iter().zip(&states).zip(&shard_of) {
+            let Some((_, guard)) = position(&guards, shard).and_then(|p| guards.get_mut(p)) else {
+                continue;
+            };
+            match cell.op {
+                Op::Spend if all => insert(guard, &cell.key, state.tat_us, now_us, self.per_shard),
+                // A refunded bucket that is full again is the same as none.
+                Op::Refund if state.tat_us <= now_us => {
+                    guard.remove(&cell.key);
                 }
-                let Some(p) = position(&guards, shard) else {
-                    continue;
-                };
-                if let Some((_, guard)) = guards.get_mut(p) {
-                    insert(guard, &cell.key, state.tat_us, now_us, self.per_shard);
+                Op::Refund => {
+                    if let Some(slot) = guard.get_mut(&cell.key) {
+                        *slot = state.tat_us;
+                    }
                 }
+                Op::Spend | Op::Probe => {}
             }
         }
         states
@@ -139,14 +144,14 @@ mod tests {
         let buckets = MemoryBuckets::new(SHARDS * 4);
         let quota = Quota::new(10, Duration::from_secs(60)).unwrap();
         for i in 0..10_000 {
-            let cell = Cell::new(format!("k{i}"), quota, true);
+            let cell = Cell::new(format!("k{i}"), quota, Op::Spend);
             assert!(buckets.check(&[cell], NOW)[0].allowed);
         }
         assert!(buckets.len() <= SHARDS * 4, "{}", buckets.len());
         // An hour later every bucket is full again; new keys push them all out.
         let later = NOW + 3_600_000_000;
         for i in 0..10_000 {
-            let cell = Cell::new(format!("n{i}"), quota, true);
+            let cell = Cell::new(format!("n{i}"), quota, Op::Spend);
             buckets.check(&[cell], later);
         }
         assert!(buckets.len() <= SHARDS * 4);
@@ -164,8 +169,8 @@ mod tests {
                     for _ in 0..500 {
                         // Two keys per check, in an order that differs between threads.
                         let mut cells = vec![
-                            Cell::new("shared", quota, true),
-                            Cell::new(format!("own{t}"), quota, true),
+                            Cell::new("shared", quota, Op::Spend),
+                            Cell::new(format!("own{t}"), quota, Op::Spend),
                         ];
                         if t % 2 == 1 {
                             cells.reverse();

@@ -1,14 +1,25 @@
 //! Where the limits meet requests: the [`layer`] every request passes through, and
 //! [`admit_client`], which the client endpoints call once their client has authenticated.
 //!
-//! The layer checks the source address's bucket of the endpoint (and, at the client endpoints,
-//! that the address still has client-authentication failures to spend) before the handler runs,
-//! and refuses with 429 when one is empty. Otherwise it runs the handler inside a per-request
+//! The layer checks the source address's bucket of the endpoint before the handler runs and, at
+//! the client endpoints, *reserves* one of the address's client-authentication failures, and
+//! refuses with 429 when either is empty. Otherwise it runs the handler inside a per-request
 //! scope (a tokio task-local, so that handlers need no extra parameter) in which
-//! [`admit_client`] records the client's bucket. Afterwards it spends one auth failure when the
-//! answer says client authentication failed (401, or the [`ClientAuthFailed`] mark that
-//! `ErrorResponse` puts on `invalid_client` and `invalid_dpop_proof`), turns the answer into a 429
-//! when the client's quota refused it, and writes the `RateLimit` fields of every bucket checked.
+//! [`admit_client`] gives the reservation back and checks the client's bucket, in one call to the
+//! backend. Afterwards the layer settles the reservation: when the answer says client
+//! authentication failed (401, or the [`ClientAuthFailed`] mark that `ErrorResponse` puts on
+//! `invalid_client` and `invalid_dpop_proof`) a reservation still held is the failure's cost,
+//! and a failure after it was given back (a bad DPoP proof of an authenticated client) spends one
+//! more; any other answer gives a held reservation back. It then turns the answer into a 429 when
+//! the client's quota refused it, and writes the `RateLimit` fields of every bucket checked.
+//!
+//! Why reserve: if the budget were only looked at on the way in and spent on the way out, an
+//! address with one failure left could send a thousand requests at once and have every one of
+//! them verified before the first failure was counted. With the reservation an address never has
+//! more authentications in progress than failures left, so it never gets more failures than its
+//! budget. A client that authenticates holds the reservation only while it does. A request the
+//! client abandons (the connection closes and the handler is dropped) gives its reservation back:
+//! otherwise a slow server would turn its own timeouts into lockouts of honest clients.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,6 +31,8 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use portcullis_core::client::Client;
 use portcullis_core::error::{ErrorCode, OAuthError};
+
+use portcullis_core::ratelimit::Op;
 
 use super::headers::{self, Applied};
 use super::{AUTH_FAILURES_POLICY, BACKEND_RETRY, Endpoint, RateLimiter};
@@ -43,8 +56,10 @@ tokio::task_local! {
 struct RequestScope {
     source: SourceIp,
     request_id: Option<String>,
-    /// Every bucket checked, in order; the auth-failure probe is replaced by the spend.
+    /// Every bucket checked, in order; the auth-failure bucket's entry is the latest word on it.
     applied: Mutex<Vec<Applied>>,
+    /// An auth failure of the source is reserved and not yet given back or kept.
+    reserved: AtomicBool,
     /// The client's quota refused the request.
     refused: AtomicBool,
     /// The shared backend was down and `on_backend_error = "deny"`.
@@ -54,6 +69,43 @@ struct RequestScope {
 impl RequestScope {
     fn applied(&self) -> std::sync::MutexGuard<'_, Vec<Applied>> {
         self.applied.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records `applied`: the auth-failure bucket's entry replaces the earlier one; others are
+    /// added.
+    fn record(&self, applied: Vec<Applied>) {
+        let mut all = self.applied();
+        for a in applied {
+            match all
+                .iter_mut()
+                .find(|b| a.policy == AUTH_FAILURES_POLICY && b.policy == a.policy)
+            {
+                Some(slot) => *slot = a,
+                None => all.push(a),
+            }
+        }
+    }
+}
+
+/// Gives a request's reservation back if it is still held when the request is dropped before
+/// the layer could settle it (the client went away).
+struct Reservation {
+    limiter: Arc<RateLimiter>,
+    scope: Arc<RequestScope>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.scope.reserved.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (limiter, scope) = (self.limiter.clone(), self.scope.clone());
+        runtime.spawn(async move {
+            settle(&limiter, &scope, Op::Refund).await;
+        });
     }
 }
 
@@ -82,8 +134,9 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
         .map(str::to_owned);
 
     let mut checks = vec![limiter.ip_check(endpoint, &source)];
-    if endpoint.counts_auth_failures() {
-        checks.push(limiter.auth_failure_check(&source, false));
+    let reserves = endpoint.counts_auth_failures();
+    if reserves {
+        checks.push(limiter.auth_failure_check(&source, Op::Spend));
     }
     let applied = match limiter.check(&checks).await {
         Ok(applied) => applied,
@@ -104,14 +157,27 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
         source,
         request_id,
         applied: Mutex::new(applied),
+        reserved: AtomicBool::new(reserves),
         refused: AtomicBool::new(false),
         unavailable: AtomicBool::new(false),
     });
+    let reservation = Reservation {
+        limiter: limiter.clone(),
+        scope: scope.clone(),
+    };
     let mut response = SCOPE.scope(scope.clone(), next.run(request)).await;
 
-    if endpoint.counts_auth_failures() && failed_authentication(&response) {
-        spend_auth_failure(&limiter, &scope).await;
+    if reserves {
+        let held = scope.reserved.swap(false, Ordering::AcqRel);
+        match (failed_authentication(&response), held) {
+            // The reservation is the failure's cost.
+            (true, true) | (false, false) => {}
+            // Failed after authenticating (a bad DPoP proof): one more.
+            (true, false) => settle(&limiter, &scope, Op::Spend).await,
+            (false, true) => settle(&limiter, &scope, Op::Refund).await,
+        }
     }
+    drop(reservation);
     let applied = scope.applied().clone();
     if scope.refused.load(Ordering::Relaxed) {
         return too_many(&state, page, &applied);
@@ -138,26 +204,15 @@ pub(super) fn failed_authentication(response: &Response) -> bool {
             .any(|v| v.to_str().is_ok_and(|v| v.contains("use_dpop_nonce")))
 }
 
-/// Spends one of the source address's auth failures; the bucket as it then is replaces the
-/// probe's in the answer's fields. The next request of an address whose budget this empties is
-/// refused before authentication.
-async fn spend_auth_failure(limiter: &RateLimiter, scope: &RequestScope) {
-    let check = limiter.auth_failure_check(&scope.source, true);
-    // With `on_backend_error = "deny"` and the backend down, the failure goes uncounted: the
-    // next request is refused anyway.
-    let Ok(spent) = limiter.check(std::slice::from_ref(&check)).await else {
-        return;
-    };
-    let Some(spent) = spent.into_iter().next() else {
-        return;
-    };
-    let mut applied = scope.applied();
-    match applied
-        .iter_mut()
-        .find(|a| a.policy == AUTH_FAILURES_POLICY)
-    {
-        Some(slot) => *slot = spent,
-        None => applied.push(spent),
+/// Spends one of the source address's auth failures, or gives a reservation back; the bucket
+/// as it then is replaces the earlier one in the answer's fields. The next request of an address
+/// whose budget a spend empties is refused before authentication.
+async fn settle(limiter: &RateLimiter, scope: &RequestScope, op: Op) {
+    let check = limiter.auth_failure_check(&scope.source, op);
+    // With `on_backend_error = "deny"` and the backend down, this goes unrecorded: the next
+    // request is refused anyway.
+    if let Ok(applied) = limiter.check(std::slice::from_ref(&check)).await {
+        scope.record(applied);
     }
 }
 
@@ -180,11 +235,21 @@ pub async fn admit_client(
     }
     let check = limiter.client_check(client, endpoint);
     let scope = SCOPE.try_with(Arc::clone).ok();
-    match limiter.check(std::slice::from_ref(&check)).await {
+    // The client authenticated: its address's reserved failure goes back in the same call.
+    let refund = scope
+        .as_ref()
+        .is_some_and(|s| s.reserved.swap(false, Ordering::AcqRel))
+        .then(|| {
+            let source = scope.as_ref().map_or(SourceIp::UNKNOWN, |s| s.source);
+            limiter.auth_failure_check(&source, Op::Refund)
+        });
+    let mut checks = vec![check.clone()];
+    checks.extend(refund);
+    match limiter.check(&checks).await {
         Ok(applied) => {
             let refused = applied.iter().any(|a| !a.outcome.allowed);
             if let Some(scope) = &scope {
-                scope.applied().extend(applied);
+                scope.record(applied);
             }
             if !refused {
                 return Ok(());
@@ -215,6 +280,10 @@ pub async fn admit_client(
         }
         Err(_) => {
             if let Some(scope) = &scope {
+                // Not given back: the layer tries again when the request ends.
+                if checks.len() > 1 {
+                    scope.reserved.store(true, Ordering::Release);
+                }
                 scope.unavailable.store(true, Ordering::Relaxed);
             }
             Err(ErrorResponse::new(unavailable_error()))

@@ -11,8 +11,14 @@
 //! - **client-authentication failures per source address** (`auth-failures`), at `/token`,
 //!   `/par`, `/introspect`, `/revoke` and `/events`: every failed client assertion, DPoP proof,
 //!   secret or certificate spends one token from the address's bucket, and while it is empty the
-//!   address gets 429 there before authentication is even tried. A failure is never counted
-//!   against the `client_id` the request named: whoever can name a client could lock it out.
+//!   address gets 429 there before authentication is even tried. The token is *reserved* when the
+//!   request arrives and given back as soon as the client has authenticated (or the request ends
+//!   without an authentication failure), so that parallel requests cannot all pass the check
+//!   before the first failure is counted: an address never has more authentications in progress
+//!   than failures left in its budget, and never gets more failures than the budget. A failure
+//!   after the reservation was given back (a bad DPoP proof of an authenticated client) is
+//!   counted when the answer is known. A failure is never counted against the `client_id` the
+//!   request named: whoever can name a client could lock it out.
 //! - **per client and endpoint**, with the quota of the client's tier (`rate_limit_tier` in its
 //!   settings), only once the client has authenticated ([`admit_client`], called by the handlers
 //!   of `/token`, `/par`, `/introspect` and `/revoke` right after authentication). A `client_id`
@@ -52,7 +58,7 @@ use std::time::{Duration, Instant};
 use portcullis_core::Clock;
 use portcullis_core::audit::SecurityEvent;
 use portcullis_core::client::Client;
-use portcullis_core::ratelimit::{Cell, CellState, Quota, micros};
+use portcullis_core::ratelimit::{Cell, CellState, Op, Quota, micros};
 use portcullis_core::store::Store;
 
 pub use self::config::{BackendKind, OnBackendError, RateLimitsConfig};
@@ -315,20 +321,21 @@ impl RateLimiter {
         let (part, policy, index) = endpoint.ip_policy();
         let quota = self.ip_quota(index);
         Check {
-            cell: Cell::new(format!("ip:{part}:{}", source.bucket()), quota, true),
+            cell: Cell::new(format!("ip:{part}:{}", source.bucket()), quota, Op::Spend),
             quota,
             policy,
             kind: KeyKind::Ip,
         }
     }
 
-    /// The auth-failure bucket of `source`: spending when a failure happened, else only asking
-    /// whether any budget is left.
+    /// The auth-failure bucket of `source`, doing `op`: a spend reserves a failure before the
+    /// request could fail (or counts one that happened), a refund gives the reservation back when
+    /// the client authenticated (see [`middleware`]).
     #[must_use]
-    pub fn auth_failure_check(&self, source: &SourceIp, spend: bool) -> Check {
+    pub fn auth_failure_check(&self, source: &SourceIp, op: Op) -> Check {
         let quota = self.ip_quota(AUTH_FAILURES);
         Check {
-            cell: Cell::new(format!("af:{}", source.bucket()), quota, spend),
+            cell: Cell::new(format!("af:{}", source.bucket()), quota, op),
             quota,
             policy: AUTH_FAILURES_POLICY,
             kind: KeyKind::AuthFailures,
@@ -378,7 +385,7 @@ impl RateLimiter {
             cell: Cell::new(
                 format!("client:{part}:{}", client.client_id.as_str()),
                 quota,
-                true,
+                Op::Spend,
             ),
             quota,
             policy,
@@ -503,7 +510,7 @@ impl RateLimiter {
         let once = Cell::new(
             check.cell.key.clone(),
             Quota::new(1, check.quota.window()).unwrap_or(check.quota),
-            true,
+            Op::Spend,
         );
         let first = self
             .trips

@@ -20,39 +20,51 @@ use portcullis_core::ratelimit::{Cell, CellState};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 /// The script. KEYS are the buckets; ARGV[1] is now; for bucket i (from 1), ARGV[3i - 1],
-/// ARGV[3i] and ARGV[3i + 1] are its emission interval T, its tolerance τ and whether it spends
-/// (`1`/`0`). Returns, for each bucket, whether it allowed (1/0) and its TAT after the call.
+/// ARGV[3i] and ARGV[3i + 1] are its emission interval T, its tolerance τ and its operation
+/// (`portcullis_core::ratelimit::Op::code`: `1` spend, `0` probe, `2` refund). Spends are written
+/// only when every spend and probe allowed; refunds always. Returns, for each bucket, whether it
+/// allowed (1/0) and its TAT after the call.
 ///
 /// Lua numbers are doubles: exact for integers below 2^53, which microsecond times are for
 /// centuries. They are written with `%.0f`, as `tostring` would round them to 14 digits.
 const SCRIPT: &str = r"
 local now = tonumber(ARGV[1])
 local n = #KEYS
-local base, nexts, ok = {}, {}, {}
+local base, nexts, ok, ops = {}, {}, {}, {}
 local all = true
 for i = 1, n do
   local j = 3 * i - 1
   local t = tonumber(ARGV[j])
   local tolerance = tonumber(ARGV[j + 1])
+  ops[i] = ARGV[j + 2]
   local b = now
   local stored = redis.call('GET', KEYS[i])
   if stored then
     b = math.max(tonumber(stored), now)
   end
   base[i] = b
-  nexts[i] = b + t
-  ok[i] = (b + t - now) <= tolerance
-  if not ok[i] then
-    all = false
+  if ops[i] == '2' then
+    nexts[i] = math.max(b - t, now)
+    ok[i] = true
+  else
+    nexts[i] = b + t
+    ok[i] = (b + t - now) <= tolerance
+    if not ok[i] then
+      all = false
+    end
   end
 end
 local out = {}
 for i = 1, n do
   local tat = base[i]
-  if all and ARGV[3 * i + 1] == '1' then
+  if (all and ops[i] == '1') or ops[i] == '2' then
     tat = nexts[i]
-    local ttl = math.max(1, math.ceil((tat - now) / 1000))
-    redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', ttl)
+    if tat > now then
+      local ttl = math.max(1, math.ceil((tat - now) / 1000))
+      redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', ttl)
+    else
+      redis.call('DEL', KEYS[i])
+    end
   end
   out[2 * i - 1] = ok[i] and 1 or 0
   out[2 * i] = tat
@@ -131,7 +143,7 @@ impl RedisBuckets {
                 .key(format!("{}{}", self.prefix, cell.key))
                 .arg(cell.emission_us)
                 .arg(cell.tolerance_us)
-                .arg(u8::from(cell.spend));
+                .arg(cell.op.code());
         }
         let mut connection = self.connection.clone();
         let answer: Vec<i64> =

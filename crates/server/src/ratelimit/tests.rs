@@ -17,7 +17,7 @@ use axum::body::Body;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt as _;
 use portcullis_core::ManualClock;
-use portcullis_core::ratelimit::{Cell, Quota, check_all, micros};
+use portcullis_core::ratelimit::{Cell, Op, Quota, check_all, micros};
 use portcullis_core::store::Store;
 use portcullis_testkit::db::{Backend, TestDatabase};
 use time::OffsetDateTime;
@@ -84,8 +84,9 @@ async fn subject(backend: BackendKind, database: Backend) -> Subject {
 
 fn check(key: &str, q: u32, secs: u64, spend: bool) -> Check {
     let quota = Quota::new(q, Duration::from_secs(secs)).unwrap();
+    let op = if spend { Op::Spend } else { Op::Probe };
     Check {
-        cell: Cell::new(key, quota, spend),
+        cell: Cell::new(key, quota, op),
         quota,
         policy: "test",
         kind: KeyKind::Ip,
@@ -172,6 +173,78 @@ async fn conformance(s: &Subject) {
             .unwrap();
         assert_eq!(applied[0].outcome, expected, "step {step}");
     }
+
+    // Reserve, give back: a refund returns one token, is kept when another bucket refuses, and
+    // never makes a bucket fuller than full.
+    let reserve = check("reserve", 2, 60, true);
+    let mut give_back = reserve.clone();
+    give_back.cell = reserve.cell.with_op(Op::Refund);
+    assert!(allowed(limiter, std::slice::from_ref(&reserve)).await);
+    assert!(allowed(limiter, std::slice::from_ref(&reserve)).await);
+    assert!(!allowed(limiter, std::slice::from_ref(&reserve)).await);
+    let applied = limiter
+        .check(&[narrow.clone(), give_back.clone()])
+        .await
+        .unwrap();
+    assert!(!applied[0].outcome.allowed && applied[1].outcome.allowed);
+    assert_eq!(applied[1].outcome.remaining, 1);
+    assert!(allowed(limiter, std::slice::from_ref(&reserve)).await);
+    assert!(!allowed(limiter, std::slice::from_ref(&reserve)).await);
+    for _ in 0..4 {
+        assert!(allowed(limiter, std::slice::from_ref(&give_back)).await);
+    }
+    let applied = limiter.check(std::slice::from_ref(&reserve)).await.unwrap();
+    assert_eq!(
+        applied[0].outcome.remaining, 1,
+        "full means two, never more"
+    );
+
+    // Mixed spends, probes and refunds over several buckets decide as the core does.
+    let cells = [
+        check("mixed-a", 3, 10, true),
+        check("mixed-b", 1, 7, true),
+        check("mixed-c", 5, 60, true),
+    ];
+    let mut model: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    let mut refusals = 0;
+    for step in 0..120_u32 {
+        s.clock
+            .advance(time::Duration::milliseconds(i64::from(step % 7) * 450));
+        let now = micros(s.clock.now());
+        let mut checks = Vec::new();
+        for (i, base) in cells.iter().enumerate() {
+            let pick = (step * 7 + u32::try_from(i).unwrap() * 3) % 6;
+            let op = match pick {
+                0 => continue,
+                1 => Op::Probe,
+                2 => Op::Refund,
+                _ => Op::Spend,
+            };
+            let mut c = base.clone();
+            c.cell = base.cell.with_op(op);
+            checks.push(c);
+        }
+        let plain: Vec<Cell> = checks.iter().map(|c| c.cell.clone()).collect();
+        let stored: Vec<Option<i64>> = plain.iter().map(|c| model.get(&c.key).copied()).collect();
+        let (states, all) = check_all(&plain, &stored, now);
+        refusals += usize::from(!all);
+        for (cell, state) in plain.iter().zip(&states) {
+            if (cell.op == Op::Spend && all)
+                || (cell.op == Op::Refund && model.contains_key(&cell.key))
+            {
+                model.insert(cell.key.clone(), state.tat_us);
+            }
+        }
+        let applied = limiter.check(&checks).await.unwrap();
+        let expected: Vec<_> = plain
+            .iter()
+            .zip(&states)
+            .map(|(c, st)| c.outcome(*st, now))
+            .collect();
+        let got: Vec<_> = applied.iter().map(|a| a.outcome).collect();
+        assert_eq!(got, expected, "step {step}");
+    }
+    assert!(refusals >= 10, "the run compared refusals too: {refusals}");
 
     // Concurrent requests on one bucket: exactly the quota passes.
     let shared = check("concurrent", 20, 3600, true);

@@ -20,6 +20,7 @@ mod events;
 mod flow;
 mod grant;
 mod grants;
+mod limits;
 mod par;
 mod revoke;
 
