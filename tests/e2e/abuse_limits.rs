@@ -386,3 +386,83 @@ token = {{ quota = 20, window_secs = 86400 }}
     ))
     .await;
 }
+
+/// Two processes on one PostgreSQL with `rate_limits` from `toml` (an auth-failure budget of 10
+/// per hour): an attacker's 200 forged assertions, 50 at a time and spread over both, get
+/// exactly ten verifications between them; the rest are refused before authentication, and
+/// nothing answers 5xx. Each request reserves a failure on arrival, so parallel requests cannot
+/// all pass before the first failure is counted.
+async fn parallel_forgeries_get_exactly_the_budget(toml: &str) {
+    let bank = Bank::start_with(Backend::Postgres, toml).await;
+    let replica = bank.replica().await;
+    let (victim, victim_key) = jwt_client(&bank, "default").await;
+    let apps = [bank.app(), &replica];
+    let now = server_now(bank.app()).await;
+    let https: Vec<reqwest::Client> = apps
+        .iter()
+        .map(|app| http_from(app, [127, 0, 0, 9], None))
+        .collect();
+    let forged = ClientKey::es256(Some("victim"));
+    let replies: Vec<Reply> = futures_util::stream::iter(0..200)
+        .map(|i| {
+            let (app, http) = (apps[i % 2], &https[i % 2]);
+            let (victim, forged) = (&victim, &forged);
+            async move { jwt_token(app, http, victim, forged, now).await }
+        })
+        .buffer_unordered(50)
+        .collect()
+        .await;
+    let mut verified = 0;
+    for reply in &replies {
+        match reply.status.as_u16() {
+            401 => {
+                reply.assert_error(401, "invalid_client");
+                verified += 1;
+            }
+            429 => {
+                assert_limited(reply, "auth-failures");
+            }
+            other => panic!("{other}: {}", reply.body),
+        }
+    }
+    assert_eq!(verified, 10);
+    // The victim, from its own address, is served by both.
+    for app in apps {
+        let http = http_from(app, [127, 0, 0, 10], None);
+        let reply = jwt_token(app, &http, &victim, &victim_key, now).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(item(&reply, "auth-failures").0, 10);
+    }
+}
+
+#[tokio::test]
+async fn parallel_forgeries_on_two_processes_sharing_the_database_get_exactly_the_budget() {
+    parallel_forgeries_get_exactly_the_budget(
+        r#"
+[rate_limits]
+backend = "database"
+[rate_limits.ip]
+auth_failures = { quota = 10, window_secs = 3600 }
+"#,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn parallel_forgeries_on_two_processes_sharing_redis_get_exactly_the_budget() {
+    let url = std::env::var("REDIS_URL")
+        .expect("REDIS_URL must name a Redis for this test (scripts/test starts one)");
+    parallel_forgeries_get_exactly_the_budget(&format!(
+        r#"
+[rate_limits]
+backend = "redis"
+redis_url = {url}
+redis_key_prefix = "portcullis:e2e:{prefix}:"
+[rate_limits.ip]
+auth_failures = {{ quota = 10, window_secs = 3600 }}
+"#,
+        url = serde_json::to_string(&url).unwrap(),
+        prefix = random_id(),
+    ))
+    .await;
+}
