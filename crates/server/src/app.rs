@@ -84,6 +84,8 @@ pub struct AppState {
     pub feed: Arc<crate::feed::FeedWatcher>,
     /// Rate limits (`[rate_limits]`): the buckets and their backend.
     pub rate_limits: Arc<crate::ratelimit::RateLimiter>,
+    /// Seals this replica's audit chain (the housekeeping timer, shutdown, the test control).
+    pub sealer: crate::audit::Sealer,
     /// The test-only clock control.
     #[cfg(feature = "test-hooks")]
     pub test_clock: Arc<portcullis_core::OffsetClock>,

@@ -54,12 +54,17 @@ impl AuditConfig {
     }
 }
 
-/// Seals this replica's chain head.
+/// Seals this replica's chain head. One per process, shared (clones share it): it remembers the
+/// last seal it wrote and links the next one to that, not to whatever the database says is the
+/// newest, so that deleting the newest seal (or adding one) between two ticks cannot be papered
+/// over by the next seal; verification then finds the broken seal link.
 #[derive(Clone)]
 pub struct Sealer {
     store: Arc<dyn Store>,
     key: Arc<SealKey>,
     clock: Arc<dyn Clock>,
+    /// The last seal this sealer wrote; the lock also makes one seal at a time.
+    last: Arc<tokio::sync::Mutex<Option<Seal>>>,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -76,26 +81,55 @@ impl Sealer {
             store,
             key: Arc::new(SealKey::from_kek(kek)),
             clock,
+            last: Arc::new(tokio::sync::Mutex::new(None)),
         }
     }
 
     /// Seals the chain's head if it moved since its last seal; the seal written, if any.
     ///
+    /// The chain is this store instance's own, so every seal on it is this sealer's: when the
+    /// database's newest seal is not the one remembered (deleted, or one added), that is logged
+    /// as an error and the new seal still links to the remembered one, leaving the break for
+    /// `portcullis audit verify` to report.
+    ///
     /// # Errors
     /// [`StoreError`] when the last seal cannot be read or the new one written.
     pub async fn seal(&self) -> Result<Option<Seal>, StoreError> {
+        let mut remembered = self.last.lock().await;
         let events = self.store.events();
         let Some(head) = events.head() else {
             return Ok(None);
         };
-        let last = events.last_seal(head.chain_id).await?;
-        if last.is_some_and(|s| s.chain_seq >= head.chain_seq) {
+        let stored = events.last_seal(head.chain_id).await?;
+        let mine = remembered.as_ref().filter(|s| s.chain_id == head.chain_id);
+        let agrees = match (mine, &stored) {
+            (Some(m), Some(s)) => m.chain_seq == s.chain_seq && m.mac == s.mac,
+            (None, None) => true,
+            _ => false,
+        };
+        if !agrees {
+            tracing::error!(
+                chain_id = %head.chain_id,
+                remembered = mine.map(|s| s.chain_seq),
+                stored = stored.as_ref().map(|s| s.chain_seq),
+                "the newest audit seal in the database is not the one this replica wrote: seals were removed or added; the next seal links to this replica's own, and `portcullis audit verify` will report the break"
+            );
+        }
+        let previous = mine.cloned();
+        if previous
+            .as_ref()
+            .is_some_and(|s| s.chain_seq >= head.chain_seq)
+        {
             return Ok(None);
         }
-        let seal = self.key.seal(&head, self.clock.now(), last.as_ref());
+        let seal = self.key.seal(&head, self.clock.now(), previous.as_ref());
         match events.add_seal(&seal).await {
-            Ok(()) => Ok(Some(seal)),
-            // Sealed meanwhile (the timer and the shutdown seal at once): that seal stands.
+            Ok(()) => {
+                *remembered = Some(seal.clone());
+                Ok(Some(seal))
+            }
+            // A seal at this position that this sealer did not write: logged above, left for
+            // verification.
             Err(StoreError::Conflict(_)) => Ok(None),
             Err(e) => Err(e),
         }
@@ -135,6 +169,20 @@ pub async fn verify(
     mut progress: impl FnMut(&ChainInfo, &ChainReport),
 ) -> Result<TrailReport, VerifyError> {
     let events = store.events();
+    // First the rows no chain walk would see: a forged event whose chain_seq is empty names a
+    // chain but is never read in it.
+    let unchained = events.unchained().await?;
+    if let Some(seq) = unchained.damaged_seq {
+        return Err(VerifyError::Broken(Break {
+            chain_id: None,
+            chain_seq: None,
+            seq: Some(seq),
+            check: Check::ChainColumns,
+            detail: format!(
+                "event {seq}'s chain columns are partly empty or not digests: the row was changed or inserted"
+            ),
+        }));
+    }
     let mut chains = Vec::new();
     for info in events.chains().await? {
         if !info.registered {
@@ -151,12 +199,18 @@ pub async fn verify(
         loop {
             let page = events.chain_events(info.chain_id, after, PAGE).await?;
             for recorded in &page {
-                // The query selects by chain, so every row has its link.
+                // The query selects by chain, so a row without its link has damaged columns.
                 let Some(link) = &recorded.link else {
-                    return Err(VerifyError::Store(StoreError::Corrupt(format!(
-                        "security_events: event {} has no chain",
-                        recorded.seq
-                    ))));
+                    return Err(VerifyError::Broken(Break {
+                        chain_id: Some(info.chain_id),
+                        chain_seq: None,
+                        seq: Some(recorded.seq),
+                        check: Check::ChainColumns,
+                        detail: format!(
+                            "event {} names this chain but its chain columns are partly empty or not digests: the row was changed",
+                            recorded.seq
+                        ),
+                    }));
                 };
                 walk.row(recorded.seq, &recorded.event, link)
                     .map_err(VerifyError::Broken)?;
@@ -170,7 +224,6 @@ pub async fn verify(
         progress(&info, &report);
         chains.push((info, report));
     }
-    let unchained = events.unchained().await?;
     if let (Some(last), Some(first_chained)) = (unchained.last_seq, unchained.first_chained_seq)
         && last > first_chained
     {
@@ -361,6 +414,84 @@ mod tests {
                 panic!("an event inserted outside the chains at {forged_seq} must be found")
             };
             assert_eq!(found.check, Check::Unchained, "{forged_seq}: {found:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_deleted_newest_seal_is_not_papered_over_by_the_next_seal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let kek = KeyEncryptionKey::generate(&SeededRng::new(1)).unwrap();
+        let key = SealKey::from_kek(&kek);
+        let clock = Arc::new(ManualClock::new(
+            OffsetDateTime::from_unix_timestamp(1_800_000_100).unwrap(),
+        ));
+        let sealer = Sealer::new(store.clone(), &kek, clock);
+        // Clones share what the sealer remembers.
+        let timer = sealer.clone();
+        store.events().append(&event(1)).await.unwrap();
+        let first = sealer.seal().await.unwrap().unwrap();
+        store.events().append(&event(2)).await.unwrap();
+        let second = timer.seal().await.unwrap().unwrap();
+        assert_eq!(second.prev_mac, first.mac);
+        verify(store.as_ref(), &key, |_, _| {}).await.unwrap();
+
+        // Someone with write access deletes the newest seal (and the events after the first
+        // seal would then go unseen) before the next tick.
+        let mut db = sqlx_connect(&dir).await;
+        for statement in [
+            "DROP TRIGGER audit_seals_no_delete".to_owned(),
+            format!(
+                "DELETE FROM audit_seals WHERE chain_seq = {}",
+                second.chain_seq
+            ),
+        ] {
+            sqlx::query(&statement).execute(&mut db).await.unwrap();
+        }
+        store.events().append(&event(3)).await.unwrap();
+        let third = sealer.seal().await.unwrap().unwrap();
+        // The next seal links to the one this replica wrote, not to the database's newest...
+        assert_eq!(third.prev_mac, second.mac);
+        // ...so verification finds the gap.
+        let Err(VerifyError::Broken(found)) = verify(store.as_ref(), &key, |_, _| {}).await else {
+            panic!("a deleted seal must be found")
+        };
+        assert_eq!(found.check, Check::SealLink, "{found:?}");
+    }
+
+    #[tokio::test]
+    async fn damaged_chain_columns_are_a_break_and_the_trail_still_lists() {
+        let kek = KeyEncryptionKey::generate(&SeededRng::new(1)).unwrap();
+        let key = SealKey::from_kek(&kek);
+        // A chained row with its hash emptied, one with a short digest, and a forged row that
+        // names the chain without a position (no chain walk would read it).
+        let damage = [
+            "DROP TRIGGER security_events_no_update; UPDATE security_events SET hash = NULL WHERE seq = 2",
+            "DROP TRIGGER security_events_no_update; UPDATE security_events SET prev_hash = x'00ff' WHERE seq = 2",
+            "INSERT INTO security_events (seq, occurred_at, actor, action, details, chain_id) \
+             SELECT 99, 0, 'system', 'forged', '{}', chain_id FROM audit_chains",
+        ];
+        for (i, statement) in damage.iter().enumerate() {
+            let dir = tempfile::tempdir().unwrap();
+            let store = store(&dir).await;
+            for n in 1..=3 {
+                store.events().append(&event(n)).await.unwrap();
+            }
+            verify(store.as_ref(), &key, |_, _| {}).await.unwrap();
+            let mut db = sqlx_connect(&dir).await;
+            sqlx::raw_sql(statement).execute(&mut db).await.unwrap();
+            let Err(VerifyError::Broken(found)) = verify(store.as_ref(), &key, |_, _| {}).await
+            else {
+                panic!("damage {i} must be a break, not a read failure")
+            };
+            assert_eq!(found.check, Check::ChainColumns, "{i}: {found:?}");
+            let damaged = if i == 2 { 99 } else { 2 };
+            assert_eq!(found.seq, Some(damaged), "{i}");
+            // The admin listing and the export still read the whole trail.
+            let listed = store.events().list(0, 100).await.unwrap();
+            let row = listed.iter().find(|e| e.seq == damaged).unwrap();
+            assert!(row.link.is_none(), "{i}");
+            assert_eq!(listed.len(), if i == 2 { 4 } else { 3 });
         }
     }
 

@@ -277,6 +277,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         liveness,
         feed,
         rate_limits,
+        sealer: sealer.clone(),
         #[cfg(feature = "test-hooks")]
         test_clock,
     };

@@ -159,36 +159,40 @@ pub(crate) fn digest(column: &str, bytes: &[u8]) -> Result<Digest, StoreError> {
     Digest::try_from(bytes).map_err(|_| corrupt(column, "not 32 bytes"))
 }
 
-/// An event's chain columns: all set (chained) or all empty (written before chaining began).
+/// An event's chain link from its chain columns, which are all set (chained) or all empty
+/// (written before chaining began). Columns that are partly set, or digests that are not 32
+/// bytes, are a damaged row: it reads as having no link, so that listing and exporting the trail
+/// still work, and `portcullis audit verify`, which reads each chain by its `chain_id`, reports
+/// the row as a break (or misses it from its chain, which is a break too). Logged.
 pub(crate) fn chain_link(
     seq: i64,
     chain_id: Option<Uuid>,
     chain_seq: Option<i64>,
     prev_hash: Option<&[u8]>,
     hash: Option<&[u8]>,
-) -> Result<Option<ChainLink>, StoreError> {
-    match (chain_id, chain_seq, prev_hash, hash) {
-        (None, None, None, None) => Ok(None),
-        (Some(chain_id), Some(chain_seq), Some(prev_hash), Some(hash)) => Ok(Some(ChainLink {
-            chain_id,
-            chain_seq,
-            prev_hash: digest("security_events.prev_hash", prev_hash).map_err(|_| {
-                corrupt(
-                    "security_events.prev_hash",
-                    format!("event {seq}: not 32 bytes"),
-                )
-            })?,
-            hash: digest("security_events.hash", hash).map_err(|_| {
-                corrupt("security_events.hash", format!("event {seq}: not 32 bytes"))
-            })?,
-        })),
-        _ => Err(corrupt(
-            "security_events",
-            format!(
-                "event {seq}: chain_id, chain_seq, prev_hash and hash must all be set or all empty"
-            ),
-        )),
+) -> Option<ChainLink> {
+    let link = match (chain_id, chain_seq, prev_hash, hash) {
+        (None, None, None, None) => return None,
+        (Some(chain_id), Some(chain_seq), Some(prev_hash), Some(hash)) => {
+            match (Digest::try_from(prev_hash), Digest::try_from(hash)) {
+                (Ok(prev_hash), Ok(hash)) => Some(ChainLink {
+                    chain_id,
+                    chain_seq,
+                    prev_hash,
+                    hash,
+                }),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    if link.is_none() {
+        tracing::warn!(
+            seq,
+            "security_events: an event's chain columns are damaged (partly empty, or a digest that is not 32 bytes); `portcullis audit verify` reports it"
+        );
     }
+    link
 }
 
 pub(crate) fn user_claims(value: Value) -> Result<Map<String, Value>, StoreError> {

@@ -51,6 +51,9 @@ pub enum Check {
     UnregisteredChain,
     /// An event outside every chain written after chaining began.
     Unchained,
+    /// An event's chain columns are damaged: some set and some empty, or a digest of the wrong
+    /// length.
+    ChainColumns,
 }
 
 impl Check {
@@ -68,6 +71,7 @@ impl Check {
             Check::EmptyChain => "empty chain",
             Check::UnregisteredChain => "unregistered chain",
             Check::Unchained => "event outside the chains",
+            Check::ChainColumns => "damaged chain columns",
         }
     }
 }

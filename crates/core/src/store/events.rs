@@ -53,6 +53,9 @@ pub struct Unchained {
     /// What was outside the chains when chaining began: the last sequence number and the count
     /// (`audit_baseline`); `None` when that record is missing.
     pub baseline: Option<(i64, u64)>,
+    /// The first event whose chain columns are damaged (some set and some empty, or a digest
+    /// that is not 32 bytes), chained or not.
+    pub damaged_seq: Option<i64>,
 }
 
 /// The append-only trail. There is deliberately no update or delete: the database refuses them.

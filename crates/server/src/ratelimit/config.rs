@@ -108,7 +108,9 @@ pub struct IpLimits {
     pub default: Limit,
     /// Client-authentication failures (a bad client assertion, DPoP proof, secret or
     /// certificate) at `/token`, `/par`, `/introspect`, `/revoke` and `/events`: when spent, the
-    /// address gets 429 there before authentication is tried.
+    /// address gets 429 there before authentication is tried. Each request reserves one until
+    /// its client has authenticated, so the quota also bounds how many client authentications
+    /// one address can have in progress at once.
     pub auth_failures: Limit,
 }
 

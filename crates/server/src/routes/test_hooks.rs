@@ -73,8 +73,7 @@ async fn sign(State(state): State<AppState>, Json(body): Json<Sign>) -> (StatusC
 }
 
 async fn seal_audit_chain(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let sealer = crate::audit::Sealer::new(state.store.clone(), &state.kek, state.clock.clone());
-    match sealer.seal().await {
+    match state.sealer.seal().await {
         Ok(seal) => (
             StatusCode::OK,
             Json(json!({

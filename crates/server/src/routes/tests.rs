@@ -102,6 +102,7 @@ pub(crate) async fn harness_with(edit: impl FnOnce(&mut Config)) -> Harness {
         )
         .unwrap(),
     );
+    let sealer = crate::audit::Sealer::new(store.clone(), &kek, dyn_clock.clone());
     let state = AppState {
         config: Arc::new(config.clone()),
         urls: Arc::new(Urls {
@@ -122,6 +123,7 @@ pub(crate) async fn harness_with(edit: impl FnOnce(&mut Config)) -> Harness {
         liveness,
         feed,
         rate_limits,
+        sealer,
         passwords: Arc::new(crate::passwords::PasswordService::new(
             1,
             portcullis_core::password::PasswordParams::default(),

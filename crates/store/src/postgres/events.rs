@@ -63,7 +63,7 @@ impl TryFrom<EventRow> for RecordedEvent {
                 row.chain_seq,
                 row.prev_hash.as_deref(),
                 row.hash.as_deref(),
-            )?,
+            ),
             event: SecurityEvent {
                 occurred_at: row.occurred_at,
                 actor: row.actor,
@@ -325,8 +325,17 @@ impl SecurityEventStore for PgEvents {
 
     async fn unchained(&self) -> Result<Unchained, StoreError> {
         #[allow(clippy::type_complexity)]
-        let (count, last_seq, first_chained_seq, first_seq, baseline_last, baseline_count): (
+        let (
+            count,
+            last_seq,
+            first_chained_seq,
+            first_seq,
+            baseline_last,
+            baseline_count,
+            damaged_seq,
+        ): (
             i64,
+            Option<i64>,
             Option<i64>,
             Option<i64>,
             Option<i64>,
@@ -339,7 +348,11 @@ impl SecurityEventStore for PgEvents {
                      (SELECT MIN(seq) FROM security_events WHERE chain_id IS NOT NULL),
                      (SELECT MIN(seq) FROM security_events WHERE chain_id IS NULL),
                      (SELECT MAX(last_seq) FROM audit_baseline),
-                     (SELECT CASE WHEN COUNT(*) = 1 THEN MAX(count) END FROM audit_baseline)"#,
+                     (SELECT CASE WHEN COUNT(*) = 1 THEN MAX(count) END FROM audit_baseline),
+                     (SELECT MIN(seq) FROM security_events
+                       WHERE NOT ((chain_id IS NULL AND chain_seq IS NULL AND prev_hash IS NULL AND hash IS NULL)
+                               OR (chain_id IS NOT NULL AND chain_seq IS NOT NULL
+                                   AND octet_length(prev_hash) = 32 AND octet_length(hash) = 32)))"#,
         )
         .fetch_one(&self.pool)
         .await
@@ -357,6 +370,7 @@ impl SecurityEventStore for PgEvents {
             first_chained_seq,
             first_seq,
             baseline,
+            damaged_seq,
         })
     }
 }

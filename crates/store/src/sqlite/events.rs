@@ -62,14 +62,14 @@ impl TryFrom<EventRow> for RecordedEvent {
             seq: row.seq,
             link: convert::chain_link(
                 row.seq,
+                // A chain_id that is not a UUID is damage like a partly empty link.
                 row.chain_id
                     .as_deref()
-                    .map(|id| chain_id("security_events.chain_id", id))
-                    .transpose()?,
+                    .and_then(|id| Uuid::parse_str(id).ok()),
                 row.chain_seq,
                 row.prev_hash.as_deref(),
                 row.hash.as_deref(),
-            )?,
+            ),
             event: SecurityEvent {
                 occurred_at: from_micros("security_events.occurred_at", row.occurred_at)?,
                 actor: row.actor,
@@ -355,8 +355,17 @@ impl SecurityEventStore for SqliteEvents {
 
     async fn unchained(&self) -> Result<Unchained, StoreError> {
         #[allow(clippy::type_complexity)]
-        let (count, last_seq, first_chained_seq, first_seq, baseline_last, baseline_count): (
+        let (
+            count,
+            last_seq,
+            first_chained_seq,
+            first_seq,
+            baseline_last,
+            baseline_count,
+            damaged_seq,
+        ): (
             i64,
+            Option<i64>,
             Option<i64>,
             Option<i64>,
             Option<i64>,
@@ -369,7 +378,11 @@ impl SecurityEventStore for SqliteEvents {
                      (SELECT MIN(seq) FROM security_events WHERE chain_id IS NOT NULL),
                      (SELECT MIN(seq) FROM security_events WHERE chain_id IS NULL),
                      (SELECT MAX(last_seq) FROM audit_baseline),
-                     (SELECT CASE WHEN COUNT(*) = 1 THEN MAX(count) END FROM audit_baseline)"#,
+                     (SELECT CASE WHEN COUNT(*) = 1 THEN MAX(count) END FROM audit_baseline),
+                     (SELECT MIN(seq) FROM security_events
+                       WHERE NOT ((chain_id IS NULL AND chain_seq IS NULL AND prev_hash IS NULL AND hash IS NULL)
+                               OR (chain_id IS NOT NULL AND chain_seq IS NOT NULL
+                                   AND length(prev_hash) = 32 AND length(hash) = 32)))"#,
         )
         .fetch_one(&self.pool)
         .await
@@ -387,6 +400,7 @@ impl SecurityEventStore for SqliteEvents {
             first_chained_seq,
             first_seq,
             baseline,
+            damaged_seq,
         })
     }
 }

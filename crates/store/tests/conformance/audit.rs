@@ -401,6 +401,59 @@ pub async fn an_edited_or_deleted_event_breaks_its_chain(store: Arc<dyn Store>, 
     );
 }
 
+/// Chain columns that are partly empty, or a digest of the wrong length, are named by
+/// `unchained().damaged_seq` (whether or not the row names a chain), and the row still lists,
+/// without a link.
+pub async fn damaged_chain_columns_are_found_and_still_listed(
+    store: Arc<dyn Store>,
+    db_url: String,
+) {
+    let events = store.events();
+    for n in 0..3 {
+        events.append(&event(n, "tpp-1")).await.unwrap();
+    }
+    assert_eq!(events.unchained().await.unwrap().damaged_seq, None);
+    let head = events.head().unwrap();
+    let second = events
+        .chain_events(head.chain_id, (1, i64::MAX), 1)
+        .await
+        .unwrap()[0]
+        .seq;
+    drop_append_only(&db_url).await;
+    let short = if db_url.starts_with("postgres") {
+        format!(r#"UPDATE security_events SET hash = '\x00ff'::bytea WHERE seq = {second}"#)
+    } else {
+        format!("UPDATE security_events SET hash = x'00ff' WHERE seq = {second}")
+    };
+    execute_raw(&db_url, &short).await.unwrap();
+    assert_eq!(events.unchained().await.unwrap().damaged_seq, Some(second));
+    let listed = events.list(0, 100).await.unwrap();
+    assert_eq!(listed.len(), 3);
+    assert!(
+        listed
+            .iter()
+            .find(|e| e.seq == second)
+            .unwrap()
+            .link
+            .is_none()
+    );
+    // Emptied position on another row: the first damaged one is named.
+    execute_raw(
+        &db_url,
+        &format!(
+            "UPDATE security_events SET chain_seq = NULL WHERE seq = {}",
+            second - 1
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        events.unchained().await.unwrap().damaged_seq,
+        Some(second - 1)
+    );
+    assert_eq!(events.list(0, 100).await.unwrap().len(), 3);
+}
+
 macro_rules! audit_conformance {
     ($backend:ident, $name:ident) => {
         mod $name {
@@ -437,6 +490,13 @@ macro_rules! audit_conformance {
             #[tokio::test]
             async fn each_store_instance_writes_a_chain_of_its_own() {
                 super::each_store_instance_writes_a_chain_of_its_own(Backend::$backend).await;
+            }
+
+            #[tokio::test]
+            async fn damaged_chain_columns_are_found_and_still_listed() {
+                let (db, store) = open(Backend::$backend).await;
+                super::damaged_chain_columns_are_found_and_still_listed(store, db.url().to_owned())
+                    .await;
             }
 
             #[tokio::test]
