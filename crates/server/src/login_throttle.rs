@@ -16,7 +16,7 @@ use portcullis_core::login_throttle::{
     ThrottleState,
 };
 use portcullis_core::mac::Mac;
-use portcullis_core::store::{Store, StoreError};
+use portcullis_core::store::{Store, StoreError, StoredThrottle};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -220,27 +220,28 @@ impl<'a> LoginThrottle<'a> {
         }
     }
 
-    async fn read(&self, key: &ThrottleKey) -> Result<Option<ThrottleState>, StoreError> {
-        Ok(self
-            .store
-            .login_throttle()
-            .find(key)
-            .await?
-            .map(|s| s.state))
+    async fn read(&self, key: &ThrottleKey) -> Result<Option<StoredThrottle>, StoreError> {
+        self.store.login_throttle().find(key).await
     }
 
     /// Applies `change` to the counter of `key` by compare-and-set until it wins: the state
-    /// written, or the refusal `change` gave (nothing written then).
+    /// written, or the refusal `change` gave (nothing written then). `known` is the counter as
+    /// the caller just read it, if it did: the first try starts from it instead of reading again
+    /// (a stale one only costs a lost compare-and-set and a fresh read).
     async fn update(
         &self,
         key: &ThrottleKey,
         now: OffsetDateTime,
+        mut known: Option<Option<StoredThrottle>>,
         change: impl Fn(Option<&ThrottleState>) -> Result<Option<ThrottleState>, Refusal>,
     ) -> Result<Result<Option<ThrottleState>, Refusal>, StoreError> {
         let counters = self.store.login_throttle();
         let counter = self.policy.counter(key.kind);
         for _ in 0..MAX_WRITES {
-            let found = counters.find(key).await?;
+            let found = match known.take() {
+                Some(found) => found,
+                None => counters.find(key).await?,
+            };
             let next = match change(found.as_ref().map(|f| &f.state)) {
                 Ok(Some(next)) => next,
                 Ok(None) => return Ok(Ok(None)),
@@ -265,16 +266,20 @@ impl<'a> LoginThrottle<'a> {
         }))
     }
 
-    /// Counts one failure on `key` unless its counter refuses the attempt.
+    /// Counts one failure on `key` unless its counter refuses the attempt (`known`: as for
+    /// [`Self::update`]).
     async fn admit(
         &self,
         key: &ThrottleKey,
         now: OffsetDateTime,
+        known: Option<Option<StoredThrottle>>,
     ) -> Result<Result<ThrottleState, Refusal>, StoreError> {
         let counter = self.policy.counter(key.kind);
         let kind = key.kind;
         Ok(self
-            .update(key, now, |state| counter.admit(kind, state, now).map(Some))
+            .update(key, now, known, |state| {
+                counter.admit(kind, state, now).map(Some)
+            })
             .await?
             .and_then(|state| {
                 // `admit` always writes a state; a missing one would be a bug: refuse.
@@ -301,23 +306,25 @@ impl<'a> LoginThrottle<'a> {
         let pair = self.keys.pair(username, &bucket);
         let ip = self.keys.ip(&bucket);
         let account = self.keys.account(username);
-        let pair_state = self.read(&pair).await?;
-        let trusted = LoginPolicy::trusted(pair_state.as_ref(), now);
-        let (ip_state, account_state) = if trusted {
+        // Each counter is read once: the check decides on these, and the counting below starts
+        // its compare-and-set from them.
+        let pair_found = self.read(&pair).await?;
+        let trusted = LoginPolicy::trusted(pair_found.as_ref().map(|f| &f.state), now);
+        let (ip_found, account_found) = if trusted {
             (None, None)
         } else {
             (self.read(&ip).await?, self.read(&account).await?)
         };
         if let Some(refusal) = self.policy.check(
-            pair_state.as_ref(),
-            ip_state.as_ref(),
-            account_state.as_ref(),
+            pair_found.as_ref().map(|f| &f.state),
+            ip_found.as_ref().map(|f| &f.state),
+            account_found.as_ref().map(|f| &f.state),
             now,
         ) {
             return Ok(Err(refusal));
         }
         // Counted before the check, pair first: its count decides whether the account counts.
-        let pair_after = match self.admit(&pair, now).await? {
+        let pair_after = match self.admit(&pair, now, Some(pair_found)).await? {
             Ok(state) => state,
             Err(refusal) => return Ok(Err(refusal)),
         };
@@ -340,14 +347,14 @@ impl<'a> LoginThrottle<'a> {
             locks: Vec::new(),
         };
         if !trusted {
-            match self.admit(&ip, now).await? {
+            match self.admit(&ip, now, Some(ip_found)).await? {
                 Ok(state) => note_lock(ThrottleKind::Ip, &state),
                 // Another attempt got in first (the pair's failure stays counted: a race's cost).
                 Err(refusal) => return Ok(Err(refusal)),
             }
             attempt.ip = Some(ip);
             if self.policy.counts_for_account(&pair_after) {
-                match self.admit(&account, now).await? {
+                match self.admit(&account, now, Some(account_found)).await? {
                     Ok(state) => note_lock(ThrottleKind::Account, &state),
                     Err(refusal) => {
                         self.refund(attempt.ip.as_ref(), now).await?;
@@ -373,7 +380,7 @@ impl<'a> LoginThrottle<'a> {
         let counter = self.policy.counter(key.kind);
         // A refund is never refused.
         let _ = self
-            .update(key, at, |state| {
+            .update(key, at, None, |state| {
                 Ok(state.and_then(|s| counter.refund(s, at)))
             })
             .await?;
@@ -394,7 +401,7 @@ impl<'a> LoginThrottle<'a> {
     ) -> Result<(), StoreError> {
         let fresh = self.policy.after_success(now);
         let _ = self
-            .update(&attempt.pair, now, |_| Ok(Some(fresh.clone())))
+            .update(&attempt.pair, now, None, |_| Ok(Some(fresh.clone())))
             .await?;
         self.refund(attempt.ip.as_ref(), attempt.at).await?;
         self.refund(attempt.account.as_ref(), attempt.at).await
@@ -411,7 +418,7 @@ impl<'a> LoginThrottle<'a> {
         now: OffsetDateTime,
     ) -> Result<Result<TotpAttempt, Refusal>, StoreError> {
         let key = self.keys.totp(user_id);
-        Ok(self.admit(&key, now).await?.map(|state| {
+        Ok(self.admit(&key, now, None).await?.map(|state| {
             let lock = self
                 .policy
                 .totp
@@ -436,7 +443,7 @@ impl<'a> LoginThrottle<'a> {
     ) -> Result<(), StoreError> {
         let cleared = LoginPolicy::totp_cleared(now);
         let _ = self
-            .update(&attempt.key, now, |_| Ok(Some(cleared.clone())))
+            .update(&attempt.key, now, None, |_| Ok(Some(cleared.clone())))
             .await?;
         Ok(())
     }
