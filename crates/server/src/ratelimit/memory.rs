@@ -108,7 +108,10 @@ impl MemoryBuckets {
     }
 }
 
-/// Stores `tat` under `key`, making room first when the shard is full.
+/// Stores `tat` under `key`, making room first when the shard is full: the full buckets go
+/// (they mean the same as none), and if that is not enough, the buckets nearest to full, down
+/// to seven eighths of the cap in one pass, so that a flood of new keys costs one scan of the
+/// shard per eighth of its size rather than one per key.
 fn insert(shard: &mut Shard, key: &str, tat: i64, now_us: i64, cap: usize) {
     if let Some(slot) = shard.get_mut(key) {
         *slot = tat;
@@ -116,14 +119,20 @@ fn insert(shard: &mut Shard, key: &str, tat: i64, now_us: i64, cap: usize) {
     }
     if shard.len() >= cap {
         shard.retain(|_, t| *t > now_us);
-    }
-    if shard.len() >= cap
-        && let Some(nearest) = shard
-            .iter()
-            .min_by_key(|(_, t)| **t)
-            .map(|(k, _)| k.clone())
-    {
-        shard.remove(&nearest);
+        let keep = cap - (cap / 8).max(1);
+        let excess = shard.len().saturating_sub(keep);
+        if excess > 0 {
+            // The TAT at or below which `excess` buckets lie: those nearest to full.
+            let mut tats: Vec<i64> = shard.values().copied().collect();
+            let (_, cutoff, _) = tats.select_nth_unstable(excess - 1);
+            let cutoff = *cutoff;
+            let mut dropped = 0;
+            shard.retain(|_, t| {
+                let drop = *t <= cutoff && dropped < excess;
+                dropped += usize::from(drop);
+                !drop
+            });
+        }
     }
     shard.insert(key.to_owned(), tat);
 }
@@ -155,6 +164,25 @@ mod tests {
             buckets.check(&[cell], later);
         }
         assert!(buckets.len() <= SHARDS * 4);
+    }
+
+    #[test]
+    fn a_flood_of_new_keys_evicts_the_buckets_nearest_to_full_and_keeps_a_spent_one() {
+        let buckets = MemoryBuckets::new(SHARDS * 16);
+        let quota = Quota::new(10, Duration::from_secs(3600)).unwrap();
+        // A bucket that is empty: its TAT is an hour ahead, the farthest from full of all.
+        let hot = Cell::new("hot", quota, Op::Spend);
+        for _ in 0..10 {
+            assert!(buckets.check(std::slice::from_ref(&hot), NOW)[0].allowed);
+        }
+        // Many times the cap of new keys, each spending one token (six minutes ahead).
+        for i in 0..SHARDS * 16 * 20 {
+            let cell = Cell::new(format!("flood{i}"), quota, Op::Spend);
+            assert!(buckets.check(&[cell], NOW)[0].allowed);
+        }
+        assert!(buckets.len() <= SHARDS * 16, "{}", buckets.len());
+        // The spent bucket was never the one evicted: it still refuses.
+        assert!(!buckets.check(std::slice::from_ref(&hot), NOW)[0].allowed);
     }
 
     #[test]
