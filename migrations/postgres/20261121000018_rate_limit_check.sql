@@ -29,6 +29,9 @@ DECLARE
     all_ok  BOOLEAN := TRUE;
     i       INT;
 BEGIN
+    -- The table is UNLOGGED: its rows do not survive a crash anyway, so waiting for the commit
+    -- record to reach the disk buys nothing. For this call's transaction only.
+    PERFORM set_config('synchronous_commit', 'off', true);
     IF cardinality(p_emission) IS DISTINCT FROM n OR cardinality(p_tolerance) IS DISTINCT FROM n
        OR cardinality(p_ops) IS DISTINCT FROM n THEN
         RAISE EXCEPTION 'rate_limit_check: % keys but % intervals, % tolerances, % ops',

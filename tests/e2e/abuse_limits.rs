@@ -368,21 +368,25 @@ token = { quota = 20, window_secs = 86400 }
     .await;
 }
 
-#[tokio::test]
-async fn two_processes_on_one_redis_share_the_limits() {
+/// `[rate_limits]` on the test command's Redis (`REDIS_URL`, required) under a fresh key prefix,
+/// followed by `rest`.
+fn on_redis(rest: &str) -> String {
     let url = std::env::var("REDIS_URL")
         .expect("REDIS_URL must name a Redis for this test (scripts/test starts one)");
-    two_replicas_share_one_quota(&format!(
-        r#"
-[rate_limits]
-backend = "redis"
-redis_url = {url}
-redis_key_prefix = "portcullis:e2e:{prefix}:"
-[rate_limits.tiers.shared]
-token = {{ quota = 20, window_secs = 86400 }}
-"#,
+    format!(
+        "[rate_limits]\nbackend = \"redis\"\nredis_url = {url}\nredis_key_prefix = \"portcullis:e2e:{prefix}:\"\n{rest}",
         url = serde_json::to_string(&url).unwrap(),
         prefix = random_id(),
+    )
+}
+
+#[tokio::test]
+async fn two_processes_on_one_redis_share_the_limits() {
+    two_replicas_share_one_quota(&on_redis(
+        r#"
+[rate_limits.tiers.shared]
+token = { quota = 20, window_secs = 86400 }
+"#,
     ))
     .await;
 }
@@ -450,19 +454,11 @@ auth_failures = { quota = 10, window_secs = 3600 }
 
 #[tokio::test]
 async fn parallel_forgeries_on_two_processes_sharing_redis_get_exactly_the_budget() {
-    let url = std::env::var("REDIS_URL")
-        .expect("REDIS_URL must name a Redis for this test (scripts/test starts one)");
-    parallel_forgeries_get_exactly_the_budget(&format!(
+    parallel_forgeries_get_exactly_the_budget(&on_redis(
         r#"
-[rate_limits]
-backend = "redis"
-redis_url = {url}
-redis_key_prefix = "portcullis:e2e:{prefix}:"
 [rate_limits.ip]
-auth_failures = {{ quota = 10, window_secs = 3600 }}
+auth_failures = { quota = 10, window_secs = 3600 }
 "#,
-        url = serde_json::to_string(&url).unwrap(),
-        prefix = random_id(),
     ))
     .await;
 }

@@ -8,6 +8,14 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use time::{Duration, OffsetDateTime};
 
+/// `at` in whole microseconds since the Unix epoch (rounded down), the precision both databases
+/// keep and the unit of the audit hashes and the rate-limit buckets; saturates far outside any
+/// real date.
+#[must_use]
+pub fn micros(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos().div_euclid(1_000)).unwrap_or(i64::MAX)
+}
+
 /// A source of the current time.
 pub trait Clock: Send + Sync + fmt::Debug {
     /// Now, in UTC.

@@ -23,8 +23,6 @@
 
 use std::time::Duration;
 
-use time::OffsetDateTime;
-
 /// Microseconds in a second.
 const MICROS: i64 = 1_000_000;
 
@@ -257,10 +255,7 @@ pub fn check_all(cells: &[Cell], stored: &[Option<i64>], now_us: i64) -> (Vec<Ce
 }
 
 /// `at` in whole microseconds since the Unix epoch, as buckets store it.
-#[must_use]
-pub fn micros(at: OffsetDateTime) -> i64 {
-    i64::try_from(at.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
-}
+pub use crate::clock::micros;
 
 /// Whole seconds, rounded up, of `us` microseconds (for `Retry-After` and the `t` parameter).
 #[must_use]

@@ -115,7 +115,7 @@ impl Sealer {
                 "the newest audit seal in the database is not the one this replica wrote: seals were removed or added; the next seal links to this replica's own, and `portcullis audit verify` will report the break"
             );
         }
-        let previous = mine.cloned();
+        let previous = mine.copied();
         if previous
             .as_ref()
             .is_some_and(|s| s.chain_seq >= head.chain_seq)
@@ -125,7 +125,7 @@ impl Sealer {
         let seal = self.key.seal(&head, self.clock.now(), previous.as_ref());
         match events.add_seal(&seal).await {
             Ok(()) => {
-                *remembered = Some(seal.clone());
+                *remembered = Some(seal);
                 Ok(Some(seal))
             }
             // A seal at this position that this sealer did not write: logged above, left for
@@ -394,13 +394,7 @@ mod tests {
         // Below the first event, at 0, and after the chained ones (a fresh trail has no events
         // from before chaining, so any unchained one is forged).
         for forged_seq in [-5_i64, 0, 1000] {
-            let dir = tempfile::tempdir().unwrap();
-            let store = store(&dir).await;
-            for n in 1..=3 {
-                store.events().append(&event(n)).await.unwrap();
-            }
-            verify(store.as_ref(), &key, |_, _| {}).await.unwrap();
-            let mut db = sqlx_connect(&dir).await;
+            let (_dir, store, mut db) = three_verified_events(&key).await;
             sqlx::query(
                 "INSERT INTO security_events (seq, occurred_at, actor, action, details) \
                  VALUES (?, 0, 'system', 'forged', '{}')",
@@ -472,13 +466,7 @@ mod tests {
              SELECT 99, 0, 'system', 'forged', '{}', chain_id FROM audit_chains",
         ];
         for (i, statement) in damage.iter().enumerate() {
-            let dir = tempfile::tempdir().unwrap();
-            let store = store(&dir).await;
-            for n in 1..=3 {
-                store.events().append(&event(n)).await.unwrap();
-            }
-            verify(store.as_ref(), &key, |_, _| {}).await.unwrap();
-            let mut db = sqlx_connect(&dir).await;
+            let (_dir, store, mut db) = three_verified_events(&key).await;
             sqlx::raw_sql(statement).execute(&mut db).await.unwrap();
             let Err(VerifyError::Broken(found)) = verify(store.as_ref(), &key, |_, _| {}).await
             else {
@@ -493,6 +481,21 @@ mod tests {
             assert!(row.link.is_none(), "{i}");
             assert_eq!(listed.len(), if i == 2 { 4 } else { 3 });
         }
+    }
+
+    /// A fresh trail of three chained events that verifies, and a raw connection to its
+    /// database for tampering.
+    async fn three_verified_events(
+        key: &SealKey,
+    ) -> (tempfile::TempDir, Arc<dyn Store>, sqlx::SqliteConnection) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        for n in 1..=3 {
+            store.events().append(&event(n)).await.unwrap();
+        }
+        verify(store.as_ref(), key, |_, _| {}).await.unwrap();
+        let db = sqlx_connect(&dir).await;
+        (dir, store, db)
     }
 
     async fn sqlx_connect(dir: &tempfile::TempDir) -> sqlx::SqliteConnection {

@@ -106,18 +106,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// An error's message with its causes.
-fn describe(error: &StoreError) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 impl ChainWriter {
     /// A writer of a new chain onto `sink`.
     pub(crate) fn new(sink: Arc<dyn ChainSink>) -> Self {
@@ -255,7 +243,7 @@ async fn commit(sink: &dyn ChainSink, state: &Mutex<ChainState>, chain: &NewChai
 }
 
 fn fail(jobs: Vec<Job>, error: &StoreError) {
-    let message = describe(error);
+    let message = portcullis_core::error::with_causes(error);
     tracing::error!(error = %message, events = jobs.len(), "security events not committed");
     for job in jobs {
         let _ = job.reply.send(Err(StoreError::Backend(Box::new(BatchFailed(

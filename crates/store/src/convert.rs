@@ -7,7 +7,7 @@ use portcullis_core::client::secret::SecretHash;
 use portcullis_core::client::settings::ClientSettings;
 use portcullis_core::client::{ClientId, ClientProfile};
 use portcullis_core::resource::ResourceMetadata;
-use portcullis_core::store::{FeedEvent, Poll, StoreError};
+use portcullis_core::store::{FeedEvent, Poll, StoreError, Unchained};
 use portcullis_core::user::Username;
 use portcullis_jose::{PublicJwk, SigningAlg};
 use serde_json::{Map, Value};
@@ -227,4 +227,56 @@ pub(crate) fn poll(mut events: Vec<FeedEvent>, max: u32) -> Poll {
     let more = events.len() > max;
     events.truncate(max);
     Poll { events, more }
+}
+
+/// The query behind `SecurityEventStore::unchained`, on either database: `{length}` is the
+/// function that gives a byte string's length (`octet_length` on PostgreSQL, `length` on
+/// SQLite).
+pub(crate) fn unchained_query(length: &str) -> String {
+    format!(
+        r#"SELECT
+             (SELECT COUNT(*) FROM security_events WHERE chain_id IS NULL) AS count,
+             (SELECT MAX(seq) FROM security_events WHERE chain_id IS NULL) AS last_seq,
+             (SELECT MIN(seq) FROM security_events WHERE chain_id IS NOT NULL) AS first_chained_seq,
+             (SELECT MIN(seq) FROM security_events WHERE chain_id IS NULL) AS first_seq,
+             (SELECT MAX(last_seq) FROM audit_baseline) AS baseline_last,
+             (SELECT CASE WHEN COUNT(*) = 1 THEN MAX(count) END FROM audit_baseline) AS baseline_count,
+             (SELECT MIN(seq) FROM security_events
+               WHERE NOT ((chain_id IS NULL AND chain_seq IS NULL AND prev_hash IS NULL AND hash IS NULL)
+                       OR (chain_id IS NOT NULL AND chain_seq IS NOT NULL
+                           AND {length}(prev_hash) = 32 AND {length}(hash) = 32))) AS damaged_seq"#
+    )
+}
+
+/// A row of [`unchained_query`].
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct UnchainedRow {
+    count: i64,
+    last_seq: Option<i64>,
+    first_chained_seq: Option<i64>,
+    first_seq: Option<i64>,
+    baseline_last: Option<i64>,
+    baseline_count: Option<i64>,
+    damaged_seq: Option<i64>,
+}
+
+impl TryFrom<UnchainedRow> for Unchained {
+    type Error = StoreError;
+    fn try_from(row: UnchainedRow) -> Result<Self, StoreError> {
+        let baseline = match (row.baseline_last, row.baseline_count) {
+            (Some(last), Some(n)) => Some((
+                last,
+                u64::try_from(n).map_err(|e| corrupt("audit_baseline", e))?,
+            )),
+            _ => None,
+        };
+        Ok(Unchained {
+            count: u64::try_from(row.count).map_err(|e| corrupt("security_events", e))?,
+            last_seq: row.last_seq,
+            first_chained_seq: row.first_chained_seq,
+            first_seq: row.first_seq,
+            baseline,
+            damaged_seq: row.damaged_seq,
+        })
+    }
 }

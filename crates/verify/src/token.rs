@@ -168,7 +168,7 @@ pub(crate) fn principal(
         (TokenSource::Jwt, _) => return Err("the access token has no jti".into()),
         (TokenSource::Introspection, _) => {
             let digest = Sha256::digest(token.as_bytes());
-            format!("sha256:{}", hex(&digest))
+            format!("sha256:{}", hex::encode(digest))
         }
     };
     let scopes = match claims.get("scope") {
@@ -217,10 +217,6 @@ pub(crate) fn principal(
         source,
         claims: Arc::new(claims),
     })
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

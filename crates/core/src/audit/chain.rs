@@ -140,12 +140,7 @@ fn optional(hasher: &mut Sha256, value: Option<&str>) {
     }
 }
 
-/// Microseconds since the Unix epoch, the precision both databases keep; saturates far outside
-/// any real date.
-#[must_use]
-pub fn micros(at: OffsetDateTime) -> i64 {
-    i64::try_from(at.unix_timestamp_nanos().div_euclid(1_000)).unwrap_or(i64::MAX)
-}
+pub use crate::clock::micros;
 
 /// The event as it will be stored and hashed: its time cut to whole microseconds, NUL characters
 /// (which PostgreSQL refuses in text) replaced by U+FFFD everywhere, secret-named members of

@@ -71,6 +71,16 @@ fn settings_error(description: impl Into<String>) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidClientMetadata, description)
 }
 
+/// Whether `name` may name a rate-limit tier: 1 to 64 characters of A-Z, a-z, 0-9, `-` or `_`
+/// (the rule for `rate_limit_tier` here and for the tiers of `[rate_limits.tiers]`).
+#[must_use]
+pub fn valid_tier_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+}
+
 impl ClientSettings {
     /// The members of a request body that are settings, taken out of it. What is left is RFC 7591
     /// metadata.
@@ -124,16 +134,12 @@ impl ClientSettings {
                 "refresh_token_lifetime_secs must be between {MIN_ACCESS_TOKEN_LIFETIME_SECS} and {MAX_REFRESH_TOKEN_LIFETIME_SECS}"
             )));
         }
-        if let Some(tier) = &self.rate_limit_tier {
-            let ok = (1..=64).contains(&tier.len())
-                && tier
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
-            if !ok {
-                return Err(settings_error(
-                    "rate_limit_tier is 1 to 64 characters of A-Z, a-z, 0-9, '-' or '_'",
-                ));
-            }
+        if let Some(tier) = &self.rate_limit_tier
+            && !valid_tier_name(tier)
+        {
+            return Err(settings_error(
+                "rate_limit_tier is 1 to 64 characters of A-Z, a-z, 0-9, '-' or '_'",
+            ));
         }
         for scope in &self.admin_scopes {
             if !ADMIN_SCOPES.contains(&scope.as_str()) {

@@ -45,13 +45,9 @@ pub struct KeyEncryptionKey {
 impl fmt::Debug for KeyEncryptionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyEncryptionKey")
-            .field("id", &hex(&self.id))
+            .field("id", &hex::encode(self.id))
             .finish_non_exhaustive()
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl KeyEncryptionKey {
@@ -94,7 +90,7 @@ impl KeyEncryptionKey {
     /// A short public identifier of this KEK (hex of the first 8 bytes of its SHA-256).
     #[must_use]
     pub fn id(&self) -> String {
-        hex(&self.id)
+        hex::encode(self.id)
     }
 
     /// A key for another purpose, derived from this KEK (HMAC-SHA256 of the label, HKDF-Expand

@@ -318,7 +318,7 @@ impl RateLimitsConfig {
         let mut tiers = BTreeMap::new();
         tiers.insert(DEFAULT_TIER.to_owned(), resolve(DEFAULT_TIER, &base)?);
         for (name, tier) in &self.tiers {
-            if !valid_tier_name(name) {
+            if !portcullis_core::client::settings::valid_tier_name(name) {
                 return Err(ConfigError::new(
                     format!("rate_limits.tiers.{name}"),
                     "a tier name is 1 to 64 characters of A-Z, a-z, 0-9, '-' or '_'",
@@ -334,12 +334,4 @@ impl RateLimitsConfig {
     pub fn defines_tier(&self, tier: &str) -> bool {
         tier == DEFAULT_TIER || self.tiers.contains_key(tier)
     }
-}
-
-/// The rule `rate_limit_tier` settings follow (`ClientSettings::validate`).
-fn valid_tier_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
 }

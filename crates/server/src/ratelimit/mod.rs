@@ -58,6 +58,7 @@ use std::time::{Duration, Instant};
 use portcullis_core::Clock;
 use portcullis_core::audit::SecurityEvent;
 use portcullis_core::client::Client;
+use portcullis_core::error::with_causes;
 use portcullis_core::ratelimit::{Cell, CellState, Op, Quota, micros};
 use portcullis_core::store::Store;
 
@@ -443,12 +444,12 @@ impl RateLimiter {
                 tokio::time::timeout(self.timeout, self.store.rate_limits().check(cells, now_us))
                     .await
                     .map_err(|_| format!("no answer within {:?}", self.timeout))
-                    .and_then(|r| r.map_err(|e| error_chain(&e)))
+                    .and_then(|r| r.map_err(|e| with_causes(&e)))
             }
             Shared::Redis(buckets) => buckets
                 .check(cells, now_us)
                 .await
-                .map_err(|e| error_chain(&e)),
+                .map_err(|e| with_causes(&e)),
         };
         match shared {
             Ok(states) if states.len() == cells.len() => Ok(states),
@@ -540,7 +541,7 @@ impl RateLimiter {
             event = event.with_request_id(id);
         }
         if let Err(error) = self.store.events().append(&event).await {
-            tracing::warn!(error = %error_chain(&error), "could not record a rate-limit trip");
+            tracing::warn!(error = %with_causes(&error), "could not record a rate-limit trip");
         }
     }
 
@@ -549,16 +550,4 @@ impl RateLimiter {
     pub fn defines_tier(&self, tier: &str) -> bool {
         self.tiers.contains_key(tier)
     }
-}
-
-/// An error with its sources, for the log.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        source = e.source();
-    }
-    out
 }

@@ -354,53 +354,10 @@ impl SecurityEventStore for SqliteEvents {
     }
 
     async fn unchained(&self) -> Result<Unchained, StoreError> {
-        #[allow(clippy::type_complexity)]
-        let (
-            count,
-            last_seq,
-            first_chained_seq,
-            first_seq,
-            baseline_last,
-            baseline_count,
-            damaged_seq,
-        ): (
-            i64,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-        ) = sqlx::query_as(
-            r#"SELECT
-                     (SELECT COUNT(*) FROM security_events WHERE chain_id IS NULL),
-                     (SELECT MAX(seq) FROM security_events WHERE chain_id IS NULL),
-                     (SELECT MIN(seq) FROM security_events WHERE chain_id IS NOT NULL),
-                     (SELECT MIN(seq) FROM security_events WHERE chain_id IS NULL),
-                     (SELECT MAX(last_seq) FROM audit_baseline),
-                     (SELECT CASE WHEN COUNT(*) = 1 THEN MAX(count) END FROM audit_baseline),
-                     (SELECT MIN(seq) FROM security_events
-                       WHERE NOT ((chain_id IS NULL AND chain_seq IS NULL AND prev_hash IS NULL AND hash IS NULL)
-                               OR (chain_id IS NOT NULL AND chain_seq IS NOT NULL
-                                   AND length(prev_hash) = 32 AND length(hash) = 32)))"#,
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(from_sqlx)?;
-        let baseline = match (baseline_last, baseline_count) {
-            (Some(last), Some(n)) => Some((
-                last,
-                u64::try_from(n).map_err(|e| corrupt("audit_baseline", e))?,
-            )),
-            _ => None,
-        };
-        Ok(Unchained {
-            count: u64::try_from(count).map_err(|e| corrupt("security_events", e))?,
-            last_seq,
-            first_chained_seq,
-            first_seq,
-            baseline,
-            damaged_seq,
-        })
+        sqlx::query_as::<_, convert::UnchainedRow>(&convert::unchained_query("length"))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(from_sqlx)?
+            .try_into()
     }
 }

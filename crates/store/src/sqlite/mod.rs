@@ -129,9 +129,7 @@ impl Store for SqliteStore {
 }
 
 /// A timestamp as stored: microseconds since the Unix epoch. Saturates far outside any real date.
-pub(crate) fn to_micros(at: OffsetDateTime) -> i64 {
-    i64::try_from(at.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
-}
+pub(crate) use portcullis_core::clock::micros as to_micros;
 
 /// A stored timestamp back into a date.
 pub(crate) fn from_micros(column: &str, micros: i64) -> Result<OffsetDateTime, StoreError> {

@@ -153,16 +153,14 @@ async fn the_store_decides_as_the_core_does(store: Arc<dyn Store>) {
         let (expected, all): (Vec<CellState>, bool) = check_all(&cells, &stored, now);
         for (cell, state) in cells.iter().zip(&expected) {
             let key = keys.iter().find(|k| **k == cell.key).unwrap();
-            match cell.op {
-                Op::Spend if all => {
-                    model.insert(key, state.tat_us);
-                }
-                Op::Refund => {
-                    if model.contains_key(key) {
-                        model.insert(key, state.tat_us);
-                    }
-                }
-                _ => {}
+            // Spends land when all allow; a refund changes only a bucket that exists.
+            let writes = match cell.op {
+                Op::Spend => all,
+                Op::Refund => model.contains_key(key),
+                Op::Probe => false,
+            };
+            if writes {
+                model.insert(key, state.tat_us);
             }
         }
         let got = buckets.check(&cells, now).await.unwrap();

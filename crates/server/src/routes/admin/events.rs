@@ -11,7 +11,7 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, header};
 use portcullis_core::audit::RecordedEvent;
-use portcullis_core::audit::chain::{self, Digest};
+use portcullis_core::audit::chain;
 use portcullis_core::error::{ErrorCode, OAuthError};
 use portcullis_core::store::EventFilter;
 use serde_json::{Map, Value};
@@ -95,14 +95,6 @@ impl EventQuery {
     }
 }
 
-fn hex(digest: &Digest) -> String {
-    use std::fmt::Write as _;
-    digest.iter().fold(String::with_capacity(64), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
-}
-
 /// An event as the admin API shows it: what happened, and where it stands in its chain.
 fn describe(recorded: &RecordedEvent) -> Map<String, Value> {
     let event = &recorded.event;
@@ -128,8 +120,8 @@ fn describe(recorded: &RecordedEvent) -> Map<String, Value> {
         Some(link) => {
             shown.insert("chain_id".into(), link.chain_id.to_string().into());
             shown.insert("chain_seq".into(), link.chain_seq.into());
-            shown.insert("prev_hash".into(), hex(&link.prev_hash).into());
-            shown.insert("hash".into(), hex(&link.hash).into());
+            shown.insert("prev_hash".into(), hex::encode(link.prev_hash).into());
+            shown.insert("hash".into(), hex::encode(link.hash).into());
         }
         None => {
             for name in ["chain_id", "chain_seq", "prev_hash", "hash"] {
