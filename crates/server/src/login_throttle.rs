@@ -515,6 +515,189 @@ mod tests {
         )
     }
 
+    /// One password attempt of `username` from `ip` at `now`, right or wrong, as the login
+    /// pages make it: admitted (counted), then, when right, the success recorded.
+    async fn attempt(
+        throttle: &LoginThrottle<'_>,
+        username: &str,
+        ip: &str,
+        right: bool,
+        now: OffsetDateTime,
+    ) -> Result<(), Refusal> {
+        let admitted = throttle
+            .admit_password(username, source(ip), now)
+            .await
+            .unwrap()?;
+        if right {
+            throttle.password_succeeded(&admitted, now).await.unwrap();
+        }
+        Ok(())
+    }
+
+    fn keys() -> ThrottleKeys {
+        ThrottleKeys::new(Mac::new(&Zeroizing::new([5u8; 32])))
+    }
+
+    async fn counter(store: &dyn Store, key: &ThrottleKey) -> Option<ThrottleState> {
+        store
+            .login_throttle()
+            .find(key)
+            .await
+            .unwrap()
+            .map(|s| s.state)
+    }
+
+    #[tokio::test]
+    async fn one_source_never_locks_or_slows_the_account_however_long_it_tries() {
+        let (_dir, store) = store().await;
+        let throttle = throttle(store.as_ref());
+        let policy = LoginPolicy::default();
+        let account = keys().account("alice");
+        let mut now = at(0);
+        let mut checked = 0;
+        // A day of wrong passwords from one address, as fast as the refusals allow.
+        while now < at(0) + Duration::days(1) {
+            match attempt(&throttle, "alice", "198.51.100.7", false, now).await {
+                Err(r) => {
+                    assert_eq!(r.kind, ThrottleKind::Pair, "{r:?}");
+                    now = r.until;
+                }
+                Ok(()) => checked += 1,
+            }
+            let counted = counter(store.as_ref(), &account).await;
+            assert!(counted.is_none_or(|a| a.failures <= policy.account.free_failures));
+        }
+        // About 13 guesses an hour.
+        assert!((24 * 10..=24 * 14).contains(&checked), "{checked}");
+        // The customer, from elsewhere, is neither slowed nor locked.
+        assert_eq!(
+            attempt(&throttle, "alice", "203.0.113.5", true, now).await,
+            Ok(())
+        );
+    }
+
+    #[tokio::test]
+    async fn many_sources_delay_then_lock_the_account_but_not_its_trusted_source() {
+        let (_dir, store) = store().await;
+        let throttle = throttle(store.as_ref());
+        let now = at(0);
+        // The customer logged in from home before.
+        assert_eq!(
+            attempt(&throttle, "Alice", "192.0.2.1", true, now).await,
+            Ok(())
+        );
+        // Thirty attackers, one wrong password each, waiting out each delay.
+        let mut t = now + Duration::minutes(1);
+        let mut delays = Vec::new();
+        for n in 0..30 {
+            let source = format!("198.51.100.{n}");
+            loop {
+                match attempt(&throttle, "alice", &source, false, t).await {
+                    Err(r) if r.reason == RefusalReason::Delayed => {
+                        assert_eq!(r.kind, ThrottleKind::Account);
+                        delays.push(r);
+                        t = r.until;
+                    }
+                    other => {
+                        assert_eq!(other, Ok(()));
+                        break;
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            delays.len(),
+            19,
+            "a delay after each failure beyond the 10 free ones"
+        );
+        let lock = attempt(&throttle, "alice", "198.51.100.99", true, t)
+            .await
+            .expect_err("the account should be locked");
+        assert_eq!(
+            (lock.kind, lock.reason),
+            (ThrottleKind::Account, RefusalReason::Locked)
+        );
+        assert_eq!(lock.until, t + Duration::minutes(5));
+        // The customer at home is not refused.
+        assert_eq!(
+            attempt(&throttle, "alice", "192.0.2.1", true, t).await,
+            Ok(())
+        );
+        // The lock ends by itself.
+        assert_eq!(
+            attempt(&throttle, "alice", "198.51.100.99", true, lock.until).await,
+            Ok(())
+        );
+    }
+
+    #[tokio::test]
+    async fn stuffing_from_one_source_locks_that_source_for_every_account_only() {
+        let (_dir, store) = store().await;
+        let throttle = throttle(store.as_ref());
+        let mut t = at(0);
+        let mut checked = 0;
+        let mut n = 0;
+        let lock = loop {
+            // Unknown and known usernames are counted alike.
+            match attempt(&throttle, &format!("user{n}"), "198.51.100.7", false, t).await {
+                Err(r) if r.reason == RefusalReason::Delayed => t = r.until,
+                Err(r) => break r,
+                Ok(()) => {
+                    checked += 1;
+                    n += 1;
+                }
+            }
+        };
+        assert_eq!(checked, 40);
+        assert_eq!(
+            (lock.kind, lock.until),
+            (ThrottleKind::Ip, t + Duration::minutes(30))
+        );
+        // The source is locked for the right password of an account it never tried too; the
+        // same account from elsewhere is fine.
+        let refused = attempt(&throttle, "carol", "198.51.100.7", true, t).await;
+        assert!(
+            matches!(refused, Err(r) if r.kind == ThrottleKind::Ip),
+            "{refused:?}"
+        );
+        assert_eq!(
+            attempt(&throttle, "carol", "198.51.100.8", true, t).await,
+            Ok(())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_success_clears_the_pair_but_not_the_source_or_the_account() {
+        let (_dir, store) = store().await;
+        let throttle = throttle(store.as_ref());
+        let keys = keys();
+        let t = at(0);
+        for _ in 0..3 {
+            assert_eq!(
+                attempt(&throttle, "alice", "192.0.2.1", false, t).await,
+                Ok(())
+            );
+        }
+        let ip = keys.ip("192.0.2.1");
+        assert_eq!(counter(store.as_ref(), &ip).await.unwrap().failures, 3);
+        assert_eq!(
+            attempt(&throttle, "alice", "192.0.2.1", true, t).await,
+            Ok(())
+        );
+        let pair = counter(store.as_ref(), &keys.pair("alice", "192.0.2.1"))
+            .await
+            .unwrap();
+        assert_eq!(pair.failures, 0);
+        assert!(LoginPolicy::trusted(Some(&pair), t));
+        assert_eq!(counter(store.as_ref(), &ip).await.unwrap().failures, 3);
+        let account = counter(store.as_ref(), &keys.account("alice"))
+            .await
+            .unwrap();
+        assert_eq!(account.failures, 3);
+        // Trust lasts 30 days.
+        assert!(!LoginPolicy::trusted(Some(&pair), t + Duration::days(30)));
+    }
+
     #[tokio::test]
     async fn attempts_sent_together_are_each_decided_on_the_count_before_them() {
         let (_dir, store) = store().await;

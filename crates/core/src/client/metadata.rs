@@ -15,6 +15,8 @@ use serde_json::{Map, Value};
 use super::ClientProfile;
 use crate::error::{ErrorCode, OAuthError};
 
+/// How deep a member's value may nest (arrays and objects).
+const MAX_MEMBER_DEPTH: usize = 8;
 /// The most redirect URIs a client may register.
 const MAX_REDIRECT_URIS: usize = 20;
 /// The longest URI we store.
@@ -234,6 +236,17 @@ impl ClientMetadata {
         if let Some(name) = RESERVED.iter().find(|name| body.contains_key(**name)) {
             return Err(metadata_error(format!(
                 "{name} cannot be set by the client: it is assigned by the server or the operator"
+            )));
+        }
+        // A member nested past the limit is no metadata anyone reads, and stored values nested
+        // near serde_json's limit of 128 would not read back (found by fuzzing the same problem
+        // in authorization_details).
+        if let Some((name, _)) = body
+            .iter()
+            .find(|(_, value)| crate::claims::nesting_depth(value) > MAX_MEMBER_DEPTH)
+        {
+            return Err(metadata_error(format!(
+                "{name} is nested more than {MAX_MEMBER_DEPTH} levels deep"
             )));
         }
         Self::from_stored(body)
@@ -581,6 +594,28 @@ mod tests {
             body[field] = value;
         }
         body
+    }
+
+    #[test]
+    fn a_member_nested_too_deep_is_invalid_client_metadata() {
+        let mut deep = json!("x");
+        for _ in 0..9 {
+            deep = json!([deep]);
+        }
+        let mut shallow = json!("x");
+        for _ in 0..8 {
+            shallow = json!({ "a": shallow });
+        }
+        let body = |member: Value| {
+            json!({ "client_name": "Deep", "x_extension": member })
+                .as_object()
+                .unwrap()
+                .clone()
+        };
+        let error = ClientMetadata::from_request(body(deep)).unwrap_err();
+        assert_eq!(error.error, ErrorCode::InvalidClientMetadata);
+        assert!(error.error_description.contains("x_extension"), "{error:?}");
+        assert!(ClientMetadata::from_request(body(shallow)).is_ok());
     }
 
     #[test]

@@ -362,13 +362,21 @@ mod unit_tests {
     }
 
     #[test]
-    fn hsts_is_two_years() {
-        assert_eq!(63_072_000, 2 * 365 * 24 * 3600);
-        assert!(
-            hsts(false)
-                .to_str()
+    fn hsts_meets_the_preload_list_rules_and_says_preload_only_when_asked() {
+        for preload in [false, true] {
+            let value = hsts(preload);
+            let directives: Vec<&str> = value.to_str().unwrap().split(';').map(str::trim).collect();
+            let max_age: u64 = directives
+                .iter()
+                .find_map(|d| d.strip_prefix("max-age="))
                 .unwrap()
-                .starts_with("max-age=63072000;")
-        );
+                .parse()
+                .unwrap();
+            // hstspreload.org asks for at least a year; we send two.
+            assert_eq!(max_age, 2 * 365 * 24 * 3600);
+            assert!(directives.contains(&"includeSubDomains"), "{directives:?}");
+            assert_eq!(directives.contains(&"preload"), preload, "{directives:?}");
+            assert_eq!(directives.len(), 2 + usize::from(preload), "{directives:?}");
+        }
     }
 }

@@ -216,6 +216,22 @@ async fn settle(limiter: &RateLimiter, scope: &RequestScope, op: Op) {
     }
 }
 
+/// The request's caller has authenticated at an endpoint without a client quota (`/events`,
+/// whose caller presents an access token): its reserved failure goes back now rather than when
+/// the answer is done, so that a long poll does not hold it for its whole wait.
+pub async fn caller_authenticated(state: &AppState) {
+    let limiter = &state.rate_limits;
+    if !limiter.enabled() {
+        return;
+    }
+    let Ok(scope) = SCOPE.try_with(Arc::clone) else {
+        return;
+    };
+    if scope.reserved.swap(false, Ordering::AcqRel) {
+        settle(limiter, &scope, Op::Refund).await;
+    }
+}
+
 /// Checks an authenticated `client`'s bucket at `endpoint`. Called by the handlers of `/token`,
 /// `/par`, `/introspect` and `/revoke` right after client authentication, and never before: a
 /// `client_id` that did not authenticate must not spend its client's quota.

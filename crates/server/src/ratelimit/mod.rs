@@ -66,7 +66,7 @@ pub use self::config::{BackendKind, OnBackendError, RateLimitsConfig};
 use self::config::{DEFAULT_TIER, IpQuotas, TierQuotas};
 pub use self::headers::Applied;
 pub use self::memory::MemoryBuckets;
-pub use self::middleware::{ClientAuthFailed, admit_client, layer};
+pub use self::middleware::{ClientAuthFailed, admit_client, caller_authenticated, layer};
 use crate::config::ConfigError;
 use crate::metrics::Metrics;
 use crate::source_ip::SourceIp;

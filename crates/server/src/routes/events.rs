@@ -158,6 +158,8 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Response {
         Ok(caller) => caller,
         Err(refusal) => return refusal.into_response(),
     };
+    // Authenticated: the address's reserved auth failure goes back before any long wait.
+    crate::ratelimit::caller_authenticated(&state).await;
     if !caller.scopes().iter().any(|s| s == SCOPE) || !registered(&caller.client, SCOPE) {
         return protected::insufficient_scope(
             SCOPE,

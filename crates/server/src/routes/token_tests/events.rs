@@ -321,6 +321,39 @@ async fn rfc_8936_a_long_poll_answers_as_soon_as_a_grant_is_revoked() {
 }
 
 #[tokio::test]
+async fn a_waiting_long_poll_holds_no_auth_failure_reservation() {
+    // A budget of one failure: a request in progress reserves it until its caller is known.
+    let h = crate::routes::tests::harness_with(|c| {
+        c.rate_limits.enabled = true;
+        c.rate_limits.ip.auth_failures = crate::ratelimit::config::Limit {
+            quota: 1,
+            window_secs: 300,
+        };
+    })
+    .await;
+    let accounts = poller(&h, ACCOUNTS, "accounts").await;
+    let mut waiting = h.state.feed.waiting_changes();
+    let request = accounts.poll_request(&h, &json!({ "maxEvents": 5 }));
+    let router = h.router.clone();
+    let pending = tokio::spawn(async move { router.oneshot(request).await.unwrap() });
+    waiting.wait_for(|n| *n == 1).await.unwrap();
+    // While it waits, the same address polls again: its budget is whole.
+    let answer = accounts
+        .poll(&h, json!({ "maxEvents": 5, "returnImmediately": true }))
+        .await;
+    answer.sets();
+    assert!(
+        answer.headers["ratelimit"]
+            .to_str()
+            .unwrap()
+            .contains("\"auth-failures\";r=1"),
+        "{:?}",
+        answer.headers["ratelimit"]
+    );
+    pending.abort();
+}
+
+#[tokio::test]
 async fn a_long_poll_that_finds_nothing_answers_empty_at_its_deadline() {
     let h = crate::routes::tests::harness_with(|config| config.events.long_poll_secs = 0).await;
     let accounts = poller(&h, ACCOUNTS, "accounts").await;
