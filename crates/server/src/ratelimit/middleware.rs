@@ -31,7 +31,6 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use portcullis_core::client::Client;
 use portcullis_core::error::{ErrorCode, OAuthError};
-
 use portcullis_core::ratelimit::Op;
 
 use super::headers::{self, Applied};
@@ -249,18 +248,16 @@ pub async fn admit_client(
     if !limiter.enabled() {
         return Ok(());
     }
-    let check = limiter.client_check(client, endpoint);
     let scope = SCOPE.try_with(Arc::clone).ok();
+    let source = scope.as_ref().map_or(SourceIp::UNKNOWN, |s| s.source);
+    let mut checks = vec![limiter.client_check(client, endpoint)];
     // The client authenticated: its address's reserved failure goes back in the same call.
-    let refund = scope
+    if scope
         .as_ref()
         .is_some_and(|s| s.reserved.swap(false, Ordering::AcqRel))
-        .then(|| {
-            let source = scope.as_ref().map_or(SourceIp::UNKNOWN, |s| s.source);
-            limiter.auth_failure_check(&source, Op::Refund)
-        });
-    let mut checks = vec![check.clone()];
-    checks.extend(refund);
+    {
+        checks.push(limiter.auth_failure_check(&source, Op::Refund));
+    }
     match limiter.check(&checks).await {
         Ok(applied) => {
             let refused = applied.iter().any(|a| !a.outcome.allowed);
@@ -276,16 +273,17 @@ pub async fn admit_client(
                 crate::client_auth::Endpoint::Introspect => Endpoint::Introspect,
                 crate::client_auth::Endpoint::Revoke => Endpoint::Revoke,
             };
-            let source = scope.as_ref().map_or(SourceIp::UNKNOWN, |s| s.source);
-            limiter
-                .tripped(
-                    endpoint,
-                    &check,
-                    &source,
-                    Some(client.client_id.as_str()),
-                    scope.as_ref().and_then(|s| s.request_id.as_deref()),
-                )
-                .await;
+            if let Some(check) = checks.first() {
+                limiter
+                    .tripped(
+                        endpoint,
+                        check,
+                        &source,
+                        Some(client.client_id.as_str()),
+                        scope.as_ref().and_then(|s| s.request_id.as_deref()),
+                    )
+                    .await;
+            }
             if let Some(scope) = &scope {
                 scope.refused.store(true, Ordering::Relaxed);
             }
