@@ -544,7 +544,7 @@ async fn five_wrong_codes_lock_the_second_factor_across_logins_until_the_lock_en
     let secret = uri
         .query_pairs()
         .find(|(k, _)| k == "secret")
-        .map(|(_, v)| base32(&v))
+        .map(|(_, v)| flow::base32_decode(&v))
         .unwrap();
 
     let mut browser = Visitor::new(app, address(0, 30, 1)).await;
@@ -634,23 +634,4 @@ async fn the_authorization_flow_login_shares_the_counters_and_its_events_name_th
     assert_eq!(items.len(), 1, "{}", events.body);
     assert_eq!(items[0]["subject"], user.as_str());
     assert_eq!(items[0]["details"]["reason"], "bad_credentials");
-}
-
-/// RFC 4648 base32 without padding, as in `otpauth` URIs.
-fn base32(text: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let (mut out, mut buffer, mut bits) = (Vec::new(), 0_u32, 0_u32);
-    for c in text.trim_end_matches('=').bytes() {
-        let value = ALPHABET
-            .iter()
-            .position(|a| *a == c.to_ascii_uppercase())
-            .unwrap();
-        buffer = (buffer << 5) | u32::try_from(value).unwrap();
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(u8::try_from((buffer >> bits) & 0xff).unwrap());
-        }
-    }
-    out
 }

@@ -769,7 +769,8 @@ fn at_hash(access_token: &str) -> String {
 }
 
 /// RFC 4648 §6 base32 (no padding), as in `otpauth` URIs.
-fn base32_decode(text: &str) -> Vec<u8> {
+/// RFC 4648 base32 (the TOTP secret of an `otpauth://` URI), case-insensitive, padding optional.
+pub(crate) fn base32_decode(text: &str) -> Vec<u8> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let (mut out, mut buffer, mut bits) = (Vec::new(), 0_u32, 0_u32);
     for c in text.trim_end_matches('=').bytes() {
