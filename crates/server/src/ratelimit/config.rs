@@ -5,6 +5,7 @@
 //! README ("Rate limits").
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use portcullis_core::ratelimit::Quota;
@@ -191,8 +192,12 @@ pub struct RateLimitsConfig {
     pub enabled: bool,
     /// Where the buckets live: `memory`, `database` or `redis`.
     pub backend: BackendKind,
-    /// `redis://[user:password@]host[:port][/db]` for `backend = "redis"`. Never logged.
+    /// `redis://[user:password@]host[:port][/db]` for `backend = "redis"`, or `rediss://…` for
+    /// TLS (the server's certificate checked against `redis_ca_file`, else the system's roots).
+    /// Never logged.
     pub redis_url: Option<Secret>,
+    /// PEM file of the CA(s) that issue the Redis server's certificate, for a `rediss://` URL.
+    pub redis_ca_file: Option<PathBuf>,
     /// Prefix of every Redis key, so that several deployments can share one Redis.
     pub redis_key_prefix: String,
     /// Milliseconds a check may wait for the shared backend before it counts as failed (1 to
@@ -217,6 +222,7 @@ impl Default for RateLimitsConfig {
             enabled: true,
             backend: BackendKind::Memory,
             redis_url: None,
+            redis_ca_file: None,
             redis_key_prefix: "portcullis:rl:".into(),
             backend_timeout_ms: 500,
             on_backend_error: OnBackendError::AllowLocal,
@@ -264,17 +270,59 @@ impl RateLimitsConfig {
                 "rate_limits.redis_url",
                 "required with backend = \"redis\"",
             )),
-            (Some(url), _) => redis::Client::open(url.expose())
-                .map(drop)
-                // The message of a parse error never holds the URL (and so its password).
-                .map_err(|e| {
-                    ConfigError::new(
-                        "rate_limits.redis_url",
-                        format!("not a Redis URL ({:?})", e.kind()),
-                    )
-                }),
+            (Some(url), _) => self.redis_client(url.expose()).map(drop),
             (None, _) => Ok(()),
         }
+    }
+
+    /// The Redis client of `url`: over TLS for `rediss://`, trusting `redis_ca_file` when set.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a URL that is not a Redis URL (the message never holds the URL, and so
+    /// its password), a CA file with a `redis://` URL, or a CA file that cannot be read.
+    pub(crate) fn redis_client(&self, url: &str) -> Result<redis::Client, ConfigError> {
+        let not_redis = |e: redis::RedisError| {
+            ConfigError::new(
+                "rate_limits.redis_url",
+                format!("not a Redis URL ({:?})", e.kind()),
+            )
+        };
+        let Some(ca_file) = &self.redis_ca_file else {
+            return redis::Client::open(url).map_err(not_redis);
+        };
+        if !url.starts_with("rediss://") {
+            return Err(ConfigError::new(
+                "rate_limits.redis_ca_file",
+                "is for a TLS connection: the redis_url must be rediss://",
+            ));
+        }
+        let pem = std::fs::read(ca_file).map_err(|e| {
+            ConfigError::new(
+                "rate_limits.redis_ca_file",
+                format!("cannot read {}: {e}", ca_file.display()),
+            )
+        })?;
+        // The client would take a file without certificates and fail every handshake later.
+        let certificates = rustls_pemfile::certs(&mut pem.as_slice())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap_or_default();
+        if certificates.is_empty() {
+            return Err(ConfigError::new(
+                "rate_limits.redis_ca_file",
+                format!("{} holds no PEM certificate", ca_file.display()),
+            ));
+        }
+        let certificates = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem),
+        };
+        redis::Client::build_with_tls(url, certificates).map_err(|e| match e.kind() {
+            redis::ErrorKind::InvalidClientConfig => ConfigError::new(
+                "rate_limits.redis_ca_file",
+                format!("not usable as a CA ({:?})", e.kind()),
+            ),
+            _ => not_redis(e),
+        })
     }
 
     /// The quotas per source address, in [`IpLimits`] order.

@@ -278,7 +278,7 @@ impl RateLimiter {
                 })?;
                 Shared::Redis(
                     self::redis::RedisBuckets::new(
-                        url.expose(),
+                        config.redis_client(url.expose())?,
                         &config.redis_key_prefix,
                         Duration::from_millis(config.backend_timeout_ms),
                     )

@@ -12,7 +12,8 @@
 //!
 //! The connection is one multiplexed connection that reconnects by itself
 //! ([`redis::aio::ConnectionManager`]), made lazily so that a replica starts while Redis is
-//! down; every call is bounded by the configured timeout.
+//! down; every call is bounded by the configured timeout. A `rediss://` URL connects over TLS
+//! (rustls), checking the server's certificate against `redis_ca_file` or the system's roots.
 
 use std::time::Duration;
 
@@ -106,13 +107,16 @@ impl std::fmt::Debug for RedisBuckets {
 }
 
 impl RedisBuckets {
-    /// Buckets in the Redis at `url`, their keys starting with `prefix`, each call bounded by
-    /// `timeout`. Connects on first use. Must be called inside the tokio runtime.
+    /// Buckets in the Redis `client` names, their keys starting with `prefix`, each call bounded
+    /// by `timeout`. Connects on first use. Must be called inside the tokio runtime.
     ///
     /// # Errors
-    /// [`RedisLimitError::Redis`] when the URL is not a Redis URL.
-    pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, RedisLimitError> {
-        let client = redis::Client::open(url)?;
+    /// [`RedisLimitError::Redis`] when the connection manager cannot be made.
+    pub fn new(
+        client: redis::Client,
+        prefix: &str,
+        timeout: Duration,
+    ) -> Result<Self, RedisLimitError> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))

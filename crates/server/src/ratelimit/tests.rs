@@ -59,14 +59,25 @@ fn config(backend: BackendKind, prefix: &str) -> RateLimitsConfig {
 }
 
 async fn subject(backend: BackendKind, database: Backend) -> Subject {
+    subject_with(backend, database, |_| {}).await
+}
+
+/// [`subject`] with its configuration adjusted by `edit`.
+async fn subject_with(
+    backend: BackendKind,
+    database: Backend,
+    edit: impl FnOnce(&mut RateLimitsConfig),
+) -> Subject {
     let db = TestDatabase::new(database).await;
     let store = store_on(&db).await;
     let clock = Arc::new(ManualClock::new(
         OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap(),
     ));
     let prefix = format!("portcullis:test:{}:", uuid::Uuid::new_v4().simple());
+    let mut config = config(backend, &prefix);
+    edit(&mut config);
     let limiter = RateLimiter::new(
-        &config(backend, &prefix),
+        &config,
         store.clone(),
         clock.clone(),
         Arc::new(Metrics::new()),
@@ -277,6 +288,159 @@ async fn database_backend_on_postgres_conforms() {
 #[tokio::test]
 async fn redis_backend_conforms() {
     conformance(&subject(BackendKind::Redis, Backend::Sqlite).await).await;
+}
+
+/// A Redis that speaks only TLS, with a server certificate for 127.0.0.1 from a fresh test CA;
+/// killed when dropped. Needs `redis-server` (Debian's is built with TLS; scripts/test installs
+/// it).
+struct TlsRedis {
+    child: std::process::Child,
+    port: u16,
+    ca_file: std::path::PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl TlsRedis {
+    fn start() -> Self {
+        use std::io::BufRead as _;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = portcullis_testkit::certs::TestCa::new("Redis test CA");
+        let server = ca.issue_server(&["127.0.0.1"]);
+        let file = |name: &str, pem: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, pem).unwrap();
+            path
+        };
+        let (cert, key, ca_file) = (
+            file("redis.crt", &server.cert_pem),
+            file("redis.key", &server.key_pem),
+            file("ca.crt", &ca.cert_pem),
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--tls-port")
+            .arg(port.to_string())
+            .arg("--tls-cert-file")
+            .arg(&cert)
+            .arg("--tls-key-file")
+            .arg(&key)
+            .arg("--tls-ca-cert-file")
+            .arg(&ca_file)
+            .args(["--tls-auth-clients", "no", "--dir"])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("redis-server must be installed for the TLS test (scripts/test installs it)");
+        // Its log says when it listens: no polling, no sleeping.
+        let stdout = child.stdout.take().unwrap();
+        let ready = std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line.contains("Ready to accept connections"));
+        assert!(ready, "redis-server with TLS did not start");
+        Self {
+            child,
+            port,
+            ca_file,
+            dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("rediss://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn install_crypto() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+#[tokio::test]
+async fn redis_backend_over_tls_conforms() {
+    install_crypto();
+    let redis = TlsRedis::start();
+    let subject = subject_with(BackendKind::Redis, Backend::Sqlite, |c| {
+        c.redis_url = Some(serde_json::from_value(redis.url().into()).unwrap());
+        c.redis_ca_file = Some(redis.ca_file.clone());
+    })
+    .await;
+    conformance(&subject).await;
+}
+
+#[tokio::test]
+async fn a_redis_whose_certificate_is_not_trusted_is_never_used() {
+    install_crypto();
+    let redis = TlsRedis::start();
+    // Another CA than the one that issued the server's certificate: the handshake fails, and
+    // with `deny` the check is refused rather than made against an unverified server.
+    let stranger = redis.dir.path().join("stranger.crt");
+    std::fs::write(
+        &stranger,
+        portcullis_testkit::certs::TestCa::new("Another CA").cert_pem,
+    )
+    .unwrap();
+    let subject = subject_with(BackendKind::Redis, Backend::Sqlite, |c| {
+        c.redis_url = Some(serde_json::from_value(redis.url().into()).unwrap());
+        c.redis_ca_file = Some(stranger);
+        c.backend_timeout_ms = 1000;
+    })
+    .await;
+    assert_eq!(
+        subject
+            .limiter
+            .check(&[check("k", 5, 60, true)])
+            .await
+            .unwrap_err(),
+        Unavailable
+    );
+    // A CA file is only for TLS, and must be a certificate.
+    let plain = RateLimitsConfig {
+        backend: BackendKind::Redis,
+        redis_url: Some(serde_json::from_value("redis://127.0.0.1:6379".into()).unwrap()),
+        redis_ca_file: Some(redis.ca_file.clone()),
+        ..RateLimitsConfig::default()
+    };
+    assert_eq!(
+        plain.validate().unwrap_err().key,
+        "rate_limits.redis_ca_file"
+    );
+    let garbage = redis.dir.path().join("garbage.crt");
+    std::fs::write(&garbage, "not a certificate").unwrap();
+    let bad = RateLimitsConfig {
+        redis_url: Some(serde_json::from_value(redis.url().into()).unwrap()),
+        redis_ca_file: Some(garbage),
+        ..plain.clone()
+    };
+    assert_eq!(bad.validate().unwrap_err().key, "rate_limits.redis_ca_file");
+    let missing = RateLimitsConfig {
+        redis_ca_file: Some(redis.dir.path().join("missing.crt")),
+        ..bad
+    };
+    assert_eq!(
+        missing.validate().unwrap_err().key,
+        "rate_limits.redis_ca_file"
+    );
 }
 
 /// A second replica's limiter on the same shared backend sees the first one's spending.
