@@ -15,6 +15,7 @@ use zeroize::Zeroizing;
 
 use super::{AdminCaller, AdminError, ErrorBody, JsonBody, Listing, Page};
 use crate::app::AppState;
+use crate::revocation::{Reason, revoke_grant};
 use crate::users::{self, UserError};
 
 const SCOPE: &str = "admin:users";
@@ -212,19 +213,55 @@ async fn set_disabled(
     disabled: bool,
 ) -> Result<Json<Map<String, Value>>, AdminError> {
     caller.require(SCOPE)?;
+    let user_id = user_id(id)?;
     let user = users::set_disabled(
         state.store.as_ref(),
         state.clock.as_ref(),
         &caller.actor(),
-        user_id(id)?,
+        user_id,
         disabled,
     )
     .await
     .map_err(from_users)?;
-    Ok(Json(users::describe(&user)))
+    let mut shown = users::describe(&user);
+    if disabled {
+        let revoked = end_grants(state, caller, user_id).await?;
+        shown.insert("grants_revoked".into(), revoked.into());
+    }
+    Ok(Json(shown))
 }
 
-/// Disable a user: they can no longer log in.
+/// Revokes every live grant of a disabled customer, with each token under it, and tells the
+/// resource servers (`crate::revocation::revoke_grant`): a customer the bank disabled must not
+/// stay reachable through a TPP's tokens until they expire. Done on every disable, so that a
+/// disable retried after a failure here finishes the job. How many this call revoked.
+async fn end_grants(
+    state: &AppState,
+    caller: &AdminCaller,
+    user_id: Uuid,
+) -> Result<usize, AdminError> {
+    let grants = state
+        .store
+        .grants()
+        .list_for_subject(user_id)
+        .await
+        .map_err(|e| AdminError::store("grant", e))?;
+    let reason = Reason::Operator(caller.actor());
+    let mut revoked = 0;
+    for grant in grants.iter().filter(|g| g.revoked_at.is_none()) {
+        if revoke_grant(state, grant, &reason)
+            .await
+            .map_err(|e| AdminError::internal("revoking a disabled user's grants", &e))?
+        {
+            revoked += 1;
+        }
+    }
+    Ok(revoked)
+}
+
+/// Disable a user: they can no longer log in, and every grant they gave (with each token under
+/// it) is revoked at once; `grants_revoked` says how many. Enabling them again does not bring
+/// the grants back.
 #[utoipa::path(post, path = "/admin/v1/users/{user_id}/disable", tag = "users",
     params(("user_id" = String, Path, description = "The user")),
     responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]

@@ -270,6 +270,80 @@ async fn gm_6_5_the_owner_revokes_a_grant_and_every_token_under_it_dies() {
 }
 
 #[tokio::test]
+async fn disabling_a_customer_revokes_their_grants_and_every_token_under_them() {
+    let h = harness().await;
+    serve_accounts(&h).await;
+    let tpp = grant_client(&h).await;
+    let (user, _, answer, key) = consented(
+        &h,
+        &tpp,
+        "gm-disabled",
+        &[("authorization_details", DETAILS)],
+    )
+    .await;
+    let grant_id = grant_id(&answer);
+    let refresh_token = answer.body["refresh_token"].as_str().unwrap().to_owned();
+    let at_userinfo = Bound {
+        token: answer.body["access_token"].as_str().unwrap().to_owned(),
+        holder: Holder::Dpop(key),
+    };
+    assert_eq!(
+        send(&h, at_userinfo.request(&h, "GET", "/userinfo"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // The operator disables the customer through the admin API.
+    let settings = ClientSettings {
+        admin_scopes: vec!["admin:users".into()],
+        ..ClientSettings::default()
+    };
+    let operator = private_key_jwt_client_with(&h, ClientProfile::Fapi2, settings).await;
+    let operator_key = dpop_key();
+    let token = send(
+        &h,
+        token_request(
+            &with_assertion(&operator.assertion(&h), &[("scope", "admin:users")]),
+            &[("dpop", &dpop_proof(&h, &operator_key))],
+        ),
+    )
+    .await
+    .issued("DPoP", "admin:users");
+    let admin = Bound {
+        token,
+        holder: Holder::Dpop(operator_key),
+    };
+    let disable = format!("/admin/v1/users/{user}/disable");
+    let disabled = send(&h, admin.request(&h, "POST", &disable)).await;
+    assert_eq!(disabled.status, StatusCode::OK, "{}", disabled.body);
+    assert!(
+        disabled.body["disabled_at"].is_string(),
+        "{}",
+        disabled.body
+    );
+    assert_eq!(disabled.body["grants_revoked"], 1);
+
+    // The grant is revoked: the refresh token and the access token die with it.
+    let grant = h.state.store.grants().find(&grant_id).await.unwrap();
+    assert!(grant.revoked_at.is_some());
+    refresh(&h, &tpp, &refresh_token)
+        .await
+        .refused(StatusCode::BAD_REQUEST, "invalid_grant", "");
+    let userinfo = send(&h, at_userinfo.request(&h, "GET", "/userinfo")).await;
+    assert_eq!(
+        userinfo.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        userinfo.body
+    );
+    // Disabling again (a retry) is harmless and finds nothing more to revoke.
+    let again = send(&h, admin.request(&h, "POST", &disable)).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!(again.body["grants_revoked"], 0);
+}
+
+#[tokio::test]
 async fn gm_6_6_another_clients_grant_is_as_unknown_as_no_grant() {
     let h = harness().await;
     serve_accounts(&h).await;
