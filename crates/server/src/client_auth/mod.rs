@@ -227,6 +227,8 @@ pub enum ClientAuthError {
         basic_attempted: bool,
         /// Why, as a bounded label (metrics, logs).
         reason: FailureReason,
+        /// The client the request named, when it named one (which it did not prove to be).
+        named: Option<ClientId>,
     },
     /// The store failed: `server_error`, logged.
     #[error("client authentication: {0}")]
@@ -454,11 +456,10 @@ impl ClientAuthenticator {
     /// which is a refusal either way; it is logged.
     async fn record_refusal(
         &self,
-        presented: Presented<'_>,
+        named: Option<&ClientId>,
         endpoint: Endpoint,
         reason: FailureReason,
     ) {
-        let named = presented_client(presented.form, presented.authorization).ok();
         let mut details = serde_json::Map::new();
         details.insert("endpoint".into(), endpoint.path().into());
         details.insert("reason".into(), reason.as_str().into());
@@ -523,7 +524,7 @@ impl ClientAuthenticator {
             Ok(client) => {
                 tracing::Span::current().record("client_id", client.client.client_id.as_str());
             }
-            Err(ClientAuthError::Refused { reason, .. }) => {
+            Err(ClientAuthError::Refused { reason, named, .. }) => {
                 if let Some(metrics) = &self.metrics {
                     metrics.client_auth_failed(*reason);
                 }
@@ -532,7 +533,7 @@ impl ClientAuthenticator {
                     endpoint = endpoint.path(),
                     "client authentication refused"
                 );
-                self.record_refusal(presented, endpoint, *reason).await;
+                self.record_refusal(named.as_ref(), endpoint, *reason).await;
             }
             Err(ClientAuthError::Store(_)) => {}
         }
@@ -546,13 +547,20 @@ impl ClientAuthenticator {
     ) -> Result<AuthenticatedClient, ClientAuthError> {
         let basic = basic_credentials(presented.authorization);
         let basic_attempted = basic.is_some();
+        let (credentials, client_id) =
+            sort_out(presented.form, basic).map_err(|error| ClientAuthError::Refused {
+                error,
+                basic_attempted,
+                reason: FailureReason::Malformed,
+                named: None,
+            })?;
+        // From here on every refusal names the client the request named.
         let refuse = |reason: FailureReason, error: OAuthError| ClientAuthError::Refused {
             error,
             basic_attempted,
             reason,
+            named: Some(client_id.clone()),
         };
-        let (credentials, client_id) =
-            sort_out(presented.form, basic).map_err(|e| refuse(FailureReason::Malformed, e))?;
         let (registered, epoch) = self.registered(&client_id).await?;
         let Some(registered) = registered else {
             return Err(refuse(
@@ -674,6 +682,8 @@ impl ClientAuthenticator {
                 error,
                 basic_attempted: false,
                 reason,
+                // `check` names the client when it passes the refusal on.
+                named: None,
             }
         };
         let mut policy = AssertionPolicy::fapi(&self.issuer);

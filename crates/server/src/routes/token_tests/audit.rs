@@ -146,4 +146,21 @@ async fn a_refused_client_authentication_is_recorded_with_the_client_it_named() 
     assert_eq!(event.details["endpoint"], "/token");
     assert_eq!(event.details["reason"], "invalid_assertion");
     assert!(!format!("{event:?}").contains(&forged));
+
+    // A request that cannot even say which client it is (two methods at once) names none.
+    let pairs = [
+        ("grant_type", "client_credentials"),
+        ("client_id", tpp.id.as_str()),
+        ("client_secret", "guess"),
+        ("client_assertion_type", JWT_BEARER),
+        ("client_assertion", forged.as_str()),
+    ];
+    let answer = send(&h, token_request(&pairs, &[])).await;
+    assert_eq!(answer.body["error"], "invalid_request", "{}", answer.body);
+    let refused = events_of(&h, "client_auth.failure").await;
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    let malformed = &refused[1].event;
+    assert_eq!(malformed.details["reason"], "malformed");
+    assert_eq!(malformed.subject, None);
+    assert!(!malformed.details.contains_key("named_client_id"));
 }
