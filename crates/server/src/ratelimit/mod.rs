@@ -33,8 +33,8 @@
 //! with `Cache-Control: no-store`, or the customers' HTML error page); every answer of a limited
 //! endpoint carries `RateLimit-Policy` and `RateLimit` ([`headers`]). A trip is counted in
 //! `portcullis_rate_limited_total{endpoint,key}` and recorded as a `rate_limit.exceeded` security
-//! event, at most once per bucket per window on each replica, so that a flood does not become a
-//! flood of events.
+//! event, at most once per bucket per window (across the replicas with a shared backend, on
+//! each replica with `memory`), so that a flood does not become a flood of events.
 //!
 //! When the shared backend (database or Redis) fails or is slower than `backend_timeout_ms`,
 //! `on_backend_error` decides: `allow_local` (the default) checks the request against this
@@ -493,10 +493,13 @@ impl RateLimiter {
         }
     }
 
-    /// Counts a request refused by `check` and, at most once per bucket per window on this
-    /// replica, records a `rate_limit.exceeded` security event naming the endpoint, the kind of
-    /// key, the source address and, for a client's bucket, the client. Only that first refusal
-    /// waits for the event's write; a failed write is logged, and the request refused anyway.
+    /// Counts a request refused by `check` and, at most once per bucket per window, records a
+    /// `rate_limit.exceeded` security event naming the endpoint, the kind of key, the source
+    /// address and, for a client's bucket, the client. "Once" is decided on this replica first
+    /// (no I/O), then, with a shared backend, across the replicas: only a replica's first trip
+    /// of a bucket in a window asks the backend, so a flood of refusals adds at most one backend
+    /// call per bucket per window per replica. Only the first refusal waits for the event's
+    /// write; a failed write is logged, and the request refused anyway.
     pub async fn tripped(
         &self,
         endpoint: Endpoint,
@@ -513,13 +516,28 @@ impl RateLimiter {
             Quota::new(1, check.quota.window()).unwrap_or(check.quota),
             Op::Spend,
         );
-        let first = self
+        let now_us = micros(now);
+        let first_here = self
             .trips
-            .check(std::slice::from_ref(&once), micros(now))
+            .check(std::slice::from_ref(&once), now_us)
             .first()
             .is_some_and(|s| s.allowed);
-        if !first {
+        if !first_here {
             return;
+        }
+        if !matches!(self.shared, Shared::Memory) {
+            let across = Cell {
+                key: format!("trip:{}", once.key),
+                ..once
+            };
+            // When the backend cannot say, the event is recorded: a duplicate beats a gap.
+            let first_anywhere = self
+                .states(std::slice::from_ref(&across), now_us)
+                .await
+                .map_or(true, |s| s.first().is_some_and(|s| s.allowed));
+            if !first_anywhere {
+                return;
+            }
         }
         let mut details = serde_json::Map::new();
         details.insert("endpoint".into(), endpoint.as_str().into());

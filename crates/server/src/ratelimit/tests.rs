@@ -473,6 +473,31 @@ async fn replicas_share(backend: BackendKind, database: Backend) {
             1
         );
     }
+    // A trip is recorded once across the replicas, whichever trips first, and again a window
+    // later.
+    let trips = || async {
+        s.store
+            .events()
+            .list(0, 100)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.event.action == "rate_limit.exceeded")
+            .count()
+    };
+    for limiter in [&s.limiter, &other, &s.limiter, &other] {
+        limiter
+            .tripped(Endpoint::Token, &bucket, &SourceIp::UNKNOWN, None, None)
+            .await;
+    }
+    assert_eq!(trips().await, 1);
+    s.clock.advance(time::Duration::seconds(61));
+    for limiter in [&other, &s.limiter] {
+        limiter
+            .tripped(Endpoint::Token, &bucket, &SourceIp::UNKNOWN, None, None)
+            .await;
+    }
+    assert_eq!(trips().await, 2);
 }
 
 #[tokio::test]
