@@ -328,9 +328,10 @@ fn verify_with_verifier(
 
 /// A JWK set whose keys were each turned into a verifier once, for a party that checks many
 /// tokens against one set (a resource server against the authorization server's JWKS): what
-/// [`verify_jwt`] does for every token (the strength check, the JWK made into an OpenSSL key)
-/// happens here once per key and algorithm. [`verify_jwt_prepared`] then gives the same answers
-/// as [`verify_jwt`] over [`PreparedJwks::jwks`].
+/// [`verify_jwt`] does for every token (the strength check, the JWK made into a key) happens here
+/// once per key and algorithm, and signatures are then checked with aws-lc-rs directly.
+/// [`verify_jwt_prepared`] gives the same answers as [`verify_jwt`] over [`PreparedJwks::jwks`]
+/// (the fuzz targets hold the two to that).
 #[derive(Debug)]
 pub struct PreparedJwks {
     jwks: Jwks,
@@ -338,8 +339,114 @@ pub struct PreparedJwks {
     prepared: Vec<Vec<PreparedKey>>,
 }
 
-/// One key made into a verifier for one algorithm, or why it could not be.
-type PreparedKey = (SigningAlg, Result<Box<dyn JwsVerifier>, JoseError>);
+/// One key made ready for one algorithm, or why it could not be.
+type PreparedKey = (SigningAlg, Result<DirectKey, JoseError>);
+
+/// A public key as aws-lc-rs verifies with it directly: what a prepared set checks signatures
+/// with. (josekit, which [`verify_jwt`] uses, parses the header again and goes through
+/// OpenSSL's generic interface on every token; this is the raw signature check.)
+enum DirectKey {
+    /// ES256 (the uncompressed P-256 point) or EdDSA (the Ed25519 public key).
+    Unparsed(aws_lc_rs::signature::UnparsedPublicKey<Vec<u8>>),
+    /// PS256: the modulus and exponent.
+    Rsa(aws_lc_rs::signature::RsaPublicKeyComponents<Vec<u8>>),
+}
+
+impl fmt::Debug for DirectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DirectKey::Unparsed(_) => "DirectKey::Unparsed",
+            DirectKey::Rsa(_) => "DirectKey::Rsa",
+        })
+    }
+}
+
+impl DirectKey {
+    /// The key of `jwk` for `alg`. The JWK has passed josekit's own checks already (the
+    /// prepared set makes a josekit verifier first, so that a key josekit refuses is refused
+    /// with the same error by both paths).
+    fn new(alg: SigningAlg, jwk: &PublicJwk) -> Result<Self, JoseError> {
+        use aws_lc_rs::signature;
+        let member = |name: &str| {
+            jwk.members()
+                .get(name)
+                .and_then(Value::as_str)
+                .and_then(|v| URL_SAFE_NO_PAD.decode(v).ok())
+                .ok_or_else(|| JoseError::InvalidKey(format!("the key has no usable {name}")))
+        };
+        Ok(match alg {
+            SigningAlg::Es256 => {
+                let (x, y) = (member("x")?, member("y")?);
+                if x.len() != 32 || y.len() != 32 {
+                    return Err(JoseError::InvalidKey(
+                        "a P-256 key's x and y are 32 bytes each".into(),
+                    ));
+                }
+                let mut point = Vec::with_capacity(65);
+                point.push(0x04);
+                point.extend_from_slice(&x);
+                point.extend_from_slice(&y);
+                DirectKey::Unparsed(signature::UnparsedPublicKey::new(
+                    &signature::ECDSA_P256_SHA256_FIXED,
+                    point,
+                ))
+            }
+            SigningAlg::EdDsa => DirectKey::Unparsed(signature::UnparsedPublicKey::new(
+                &signature::ED25519,
+                member("x")?,
+            )),
+            SigningAlg::Ps256 => DirectKey::Rsa(signature::RsaPublicKeyComponents {
+                n: member("n")?,
+                e: member("e")?,
+            }),
+        })
+    }
+
+    fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        match self {
+            DirectKey::Unparsed(key) => key.verify(message, signature).is_ok(),
+            DirectKey::Rsa(key) => key
+                .verify(
+                    &aws_lc_rs::signature::RSA_PSS_2048_8192_SHA256,
+                    message,
+                    signature,
+                )
+                .is_ok(),
+        }
+    }
+}
+
+/// Checks `token`'s signature with `key` and reads its claims, with the errors of
+/// [`verify_with_verifier`]: whatever is wrong with the signature or the payload's encoding is
+/// [`JoseError::BadSignature`]; a payload that is not a JSON object is malformed.
+fn verify_direct(
+    token: &str,
+    alg: SigningAlg,
+    header: &Map<String, Value>,
+    key: &DirectKey,
+) -> Result<VerifiedJwt, JoseError> {
+    // `checked_header` made sure there are exactly three parts.
+    let (signing_input, signature) = token.rsplit_once('.').ok_or(JoseError::BadSignature)?;
+    let (_, payload) = signing_input
+        .split_once('.')
+        .ok_or(JoseError::BadSignature)?;
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(|_| JoseError::BadSignature)?;
+    if !key.verifies(signing_input.as_bytes(), &signature) {
+        return Err(JoseError::BadSignature);
+    }
+    let payload = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| JoseError::BadSignature)?;
+    let claims = serde_json::from_slice(&payload)
+        .map_err(|_| JoseError::Malformed("payload is not a JSON object".into()))?;
+    Ok(VerifiedJwt {
+        alg,
+        header: header.clone(),
+        claims,
+    })
+}
 
 impl PreparedJwks {
     /// Prepares every key of `jwks` for every algorithm it suits.
@@ -353,10 +460,11 @@ impl PreparedJwks {
                     .iter()
                     .filter(|alg| key.suits(**alg))
                     .map(|alg| {
-                        let verifier = key
+                        let direct = key
                             .check_strength(*alg)
-                            .and_then(|()| verifier_for(*alg, key));
-                        (*alg, verifier)
+                            .and_then(|()| verifier_for(*alg, key))
+                            .and_then(|_| DirectKey::new(*alg, key));
+                        (*alg, direct)
                     })
                     .collect()
             })
@@ -393,7 +501,7 @@ pub fn verify_jwt_prepared(
             continue;
         };
         let outcome = match verifier {
-            Ok(verifier) => verify_with_verifier(token, alg, &header, verifier.as_ref()),
+            Ok(direct) => verify_direct(token, alg, &header, direct),
             Err(e) => Err(e.clone()),
         };
         match outcome {
@@ -548,6 +656,22 @@ mod tests {
         ));
         // A key without kid in the token: every suitable key is tried.
         tokens.push(forge(&keys[2], &json!({}), &claims().into()));
+        // For each algorithm: a flipped signature byte, a truncated signature, a signature that
+        // is not base64url, and a payload that is not base64url under a good signature's input.
+        for key in &keys {
+            let good = key.sign_jwt("JWT", &claims()).unwrap();
+            let (input, signature) = good.rsplit_once('.').unwrap();
+            let mut bytes = URL_SAFE_NO_PAD.decode(signature).unwrap();
+            bytes[3] ^= 0x40;
+            tokens.push(format!("{input}.{}", URL_SAFE_NO_PAD.encode(&bytes)));
+            tokens.push(format!(
+                "{input}.{}",
+                URL_SAFE_NO_PAD.encode(&bytes[..bytes.len() - 1])
+            ));
+            tokens.push(format!("{input}.!!{}", &signature[2..]));
+            let (header, _) = input.split_once('.').unwrap();
+            tokens.push(format!("{header}.*.{signature}"));
+        }
         for allowed in [&SigningAlg::ALL[..], &[SigningAlg::Es256][..]] {
             for token in &tokens {
                 assert_eq!(
@@ -557,7 +681,9 @@ mod tests {
                 );
             }
         }
-        assert!(verify_jwt_prepared(&tokens[1], &prepared, &SigningAlg::ALL).is_ok());
+        for token in &tokens[..3] {
+            assert!(verify_jwt_prepared(token, &prepared, &SigningAlg::ALL).is_ok());
+        }
     }
 
     /// A JWS with the given header and payload, signed by `key` (which need not match the header).
