@@ -274,7 +274,12 @@ pub fn verify_with_embedded_jwk(
         .cloned()
         .ok_or_else(|| JoseError::InvalidKey("the header has no jwk object".into()))?;
     let key = PublicJwk::parse(members)?;
-    let verified = verify_with_key(token, alg, &header, &key)?;
+    // A proof's key is new on every request: checked with aws-lc-rs directly, without making a
+    // josekit key first (the kind and curve must suit the algorithm, which check_strength
+    // checks; a point off the curve does not verify).
+    key.check_strength(alg)?;
+    let direct = DirectKey::new(alg, &key)?;
+    let verified = verify_direct(token, alg, &header, &direct)?;
     Ok((verified, key))
 }
 
