@@ -367,9 +367,10 @@ impl fmt::Debug for DirectKey {
 }
 
 impl DirectKey {
-    /// The key of `jwk` for `alg`. The JWK has passed josekit's own checks already (the
-    /// prepared set makes a josekit verifier first, so that a key josekit refuses is refused
-    /// with the same error by both paths).
+    /// The key of `jwk` for `alg`, whose kind and curve `check_strength` has found suitable. A
+    /// prepared set also makes a josekit verifier first, so that a key josekit refuses is refused
+    /// with the same error by [`verify_jwt`] and [`verify_jwt_prepared`]; a DPoP proof's key is
+    /// not, and one that is not a valid point or key simply does not verify.
     fn new(alg: SigningAlg, jwk: &PublicJwk) -> Result<Self, JoseError> {
         use aws_lc_rs::signature;
         let member = |name: &str| {
