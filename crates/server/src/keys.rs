@@ -11,13 +11,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use portcullis_core::keys::{
     KeyEncryptionKey, KeyError, KeyState, RetentionPolicy, StoredSigningKey, classify,
 };
 use portcullis_core::store::{Store, StoreError};
 use portcullis_core::{Clock, Rng};
-use portcullis_jose::{Jwks, SigningAlg, SigningKey};
+use portcullis_jose::{Jwks, PreparedJwks, SigningAlg, SigningKey};
 use time::{Duration, OffsetDateTime};
 
 use crate::config::{Config, KeysConfig};
@@ -344,6 +344,9 @@ pub struct KeyService {
     timing: KeyTiming,
     snapshot: ArcSwap<Snapshot>,
     reload: tokio::sync::Mutex<()>,
+    /// The published keys made ready for verification, kept while the published set is the same
+    /// (`kid`s are thumbprints, so the same `kid`s are the same keys).
+    prepared: ArcSwapOption<PreparedJwks>,
 }
 
 impl KeyService {
@@ -366,6 +369,7 @@ impl KeyService {
             timing,
             snapshot: ArcSwap::from_pointee(snapshot),
             reload: tokio::sync::Mutex::new(()),
+            prepared: ArcSwapOption::empty(),
         })
     }
 
@@ -446,6 +450,27 @@ impl KeyService {
         Jwks { keys }
     }
 
+    /// The published keys ready for [`portcullis_jose::verify_jwt_prepared`]: what this server
+    /// checks its own access tokens against at its protected endpoints. Made again only when
+    /// the published set changes.
+    pub async fn prepared_jwks(&self) -> Arc<PreparedJwks> {
+        let jwks = self.jwks().await;
+        let kids = |set: &Jwks| {
+            set.keys
+                .iter()
+                .map(|k| k.kid().map(str::to_owned))
+                .collect::<Vec<_>>()
+        };
+        if let Some(prepared) = self.prepared.load_full()
+            && kids(prepared.jwks()) == kids(&jwks)
+        {
+            return prepared;
+        }
+        let prepared = Arc::new(PreparedJwks::new(jwks));
+        self.prepared.store(Some(prepared.clone()));
+        prepared
+    }
+
     /// The key that signs with `alg` now.
     ///
     /// # Errors
@@ -463,5 +488,37 @@ impl KeyService {
     #[must_use]
     pub fn jwks_max_age(&self) -> Duration {
         self.timing.jwks_max_age
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_prepared_set_is_kept_until_the_published_keys_change() {
+        let h = crate::routes::tests::harness().await;
+        let keys = &h.state.keys;
+        let first = keys.prepared_jwks().await;
+        assert_eq!(first.jwks(), &keys.jwks().await);
+        // Made once for one published set.
+        assert!(Arc::ptr_eq(&first, &keys.prepared_jwks().await));
+        // A rotation publishes new keys: the next call prepares the new set.
+        rotate(
+            h.state.store.as_ref(),
+            &h.kek,
+            &h.rng,
+            h.clock.as_ref(),
+            &h.state.config.keys,
+            &[SigningAlg::Es256],
+        )
+        .await
+        .unwrap();
+        keys.reload().await;
+        let second = keys.prepared_jwks().await;
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert_eq!(second.jwks(), &keys.jwks().await);
+        assert_eq!(second.jwks().keys.len(), first.jwks().keys.len() + 1);
     }
 }

@@ -18,7 +18,7 @@ use portcullis_core::client::secret::SecretHash;
 use portcullis_core::client::{Client, ClientId};
 use portcullis_core::error::{ErrorCode, OAuthError};
 use portcullis_core::store::StoreError;
-use portcullis_jose::{SigningAlg, verify_jwt};
+use portcullis_jose::{SigningAlg, verify_jwt_prepared};
 use portcullis_verify::binding::Binding;
 use serde_json::{Map, Value};
 
@@ -193,8 +193,8 @@ pub async fn access_token_claims(
     token: &str,
 ) -> Result<Result<Map<String, Value>, &'static str>, StoreError> {
     if token.split('.').count() == 3 {
-        let jwks = state.keys.jwks().await;
-        return Ok(match verify_jwt(token, &jwks, &SigningAlg::ALL) {
+        let jwks = state.keys.prepared_jwks().await;
+        return Ok(match verify_jwt_prepared(token, &jwks, &SigningAlg::ALL) {
             Err(_) => Err("the access token is not valid"),
             Ok(verified)
                 if verified.header.get("typ").and_then(Value::as_str) != Some("at+jwt") =>
